@@ -1,0 +1,273 @@
+"""
+chatd's configuration: one TOML file plus command-line overrides, parsed
+into frozen, typed objects.
+
+Every section is a frozen dataclass below; every field is a key of that
+section in the TOML file, with its type, its default, and an optional check.
+A field marked secret may instead be given as ``<key>_file``: a path whose
+contents (stripped of surrounding white space) are the value.
+
+A wrong key, type or value raises L{ConfigError}, whose message names the
+file and the key.
+"""
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+
+class ConfigError(Exception):
+    """
+    The configuration is wrong; the message says where and why.
+    """
+
+
+def _setting(default, doc, check=None, secret=False):
+    return field(
+        default=default, metadata={"doc": doc, "check": check, "secret": secret}
+    )
+
+
+def _positive(value):
+    if value <= 0:
+        return "must be greater than 0"
+
+
+def _not_negative(value):
+    if value < 0:
+        return "must not be negative"
+
+
+def _non_empty(values):
+    if not values:
+        return "must name at least one value"
+
+
+def _database_url(value):
+    if value and not value.startswith(("sqlite:///", "mysql://")):
+        return "must start with sqlite:/// or mysql://"
+
+
+def _origins(values):
+    for origin in values:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            return f"{origin!r} is not an origin like https://chat.example.com"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: tuple[str, ...] = _setting(
+        ("tcp:8888",),
+        "Twisted endpoint strings to listen on.",
+        _non_empty,
+    )
+    data_dir: str = _setting(
+        "chatd-data", "Directory for the SQLite database, files and secrets."
+    )
+    allowed_origins: tuple[str, ...] = _setting(
+        (), "Extra origins allowed for CORS and cookie-authenticated WebSockets.",
+        _origins,
+    )
+    static_dir: str = _setting(
+        "", "A web client build to serve at / (empty: none)."
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = _setting(
+        "",
+        "sqlite:///PATH or mysql://USER[:PASSWORD]@HOST[:PORT]/NAME;"
+        " empty means DATA_DIR/chatd.sqlite3.",
+        _database_url,
+    )
+    password: str = _setting(
+        "", "MySQL password, if not in the URL.", secret=True
+    )
+    pool_size: int = _setting(
+        5, "MySQL connections in the pool (SQLite always uses one).", _positive
+    )
+    retries: int = _setting(
+        3, "Times a transaction is retried after a deadlock or lost connection.",
+        _not_negative,
+    )
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    token_secret: str = _setting(
+        "",
+        "HS256 key for access tokens; empty: generated into DATA_DIR/token_secret.",
+        secret=True,
+    )
+    token_lifetime: int = _setting(
+        7 * 24 * 3600, "Seconds an access token stays valid.", _positive
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+    @property
+    def database_url(self):
+        """
+        The database URL, defaulting to a SQLite file in the data directory.
+        """
+        if self.database.url:
+            return self.database.url
+        return "sqlite:///" + os.path.join(self.server.data_dir, "chatd.sqlite3")
+
+
+def sections():
+    """
+    The sections of L{Config}: (name, section class) pairs, in order.
+    """
+    return [(f.name, f.type) for f in dataclasses.fields(Config)]
+
+
+def _type_name(kind):
+    if typing.get_origin(kind) is tuple:
+        return "a list of strings"
+    return {str: "a string", int: "an integer", bool: "true or false",
+            float: "a number"}[kind]
+
+
+def _coerce(kind, value):
+    """
+    Return C{value} as C{kind}, or raise L{TypeError}.
+    """
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise TypeError
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool):
+        raise TypeError
+    if not isinstance(value, kind):
+        raise TypeError
+    return value
+
+
+def _read_secret(path, where):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as e:
+        raise ConfigError(f"{where}_file: cannot read {path}: {e.strerror}")
+
+
+def _build_section(cls, table, name, source):
+    values = {}
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key, value in table.items():
+        where = f"{source}: {name}.{key}"
+        if key.endswith("_file") and key[:-5] in known and known[key[:-5]].metadata["secret"]:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: must be a string (a path)")
+            if key[:-5] in table:
+                raise ConfigError(f"{where}: give {key[:-5]} or {key}, not both")
+            values[key[:-5]] = _read_secret(value, where[:-5])
+            continue
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key")
+        kind = hints[key]
+        try:
+            values[key] = _coerce(kind, value)
+        except TypeError:
+            raise ConfigError(f"{where}: must be {_type_name(kind)}")
+    for key, value in values.items():
+        check = known[key].metadata["check"]
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{source}: {name}.{key}: {problem}")
+    return cls(**values)
+
+
+def config_from_dict(data, source="<config>"):
+    """
+    Build a L{Config} from parsed TOML, checking every key.
+    """
+    known = dict(sections())
+    for name, table in data.items():
+        if name not in known:
+            raise ConfigError(f"{source}: [{name}]: unknown section")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {name}: must be a table ([{name}])")
+    return Config(**{
+        name: _build_section(cls, data.get(name, {}), name, source)
+        for name, cls in sections()
+    })
+
+
+def load_config(path=None):
+    """
+    Read the TOML file at C{path}; with no path, return the defaults.
+    """
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}")
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}")
+    return config_from_dict(data, path)
+
+
+def override(config, source="command line", **changes):
+    """
+    Return C{config} with C{changes} given as C{section_key=value}, checked
+    like the file's values.
+    """
+    for name, cls in sections():
+        prefix = name + "_"
+        table = {k[len(prefix):]: v for k, v in changes.items()
+                 if k.startswith(prefix)}
+        if table:
+            current = dataclasses.asdict(getattr(config, name))
+            checked = _build_section(cls, table, name, source)
+            merged = {k: getattr(checked, k) if k in table else current[k]
+                      for k in current}
+            config = dataclasses.replace(config, **{name: cls(**merged)})
+    return config
+
+
+def parse_database_url(url):
+    """
+    Split a database URL into C{(engine_name, parameters)}.
+
+    @raise ConfigError: the URL is not one chatd understands.
+    """
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path:
+            raise ConfigError(f"database URL {url!r}: no file path")
+        return "sqlite", {"path": path}
+    parts = urlsplit(url)
+    if parts.scheme != "mysql":
+        raise ConfigError(f"database URL {url!r}: use sqlite:/// or mysql://")
+    database = parts.path.lstrip("/")
+    if not parts.hostname or not database:
+        raise ConfigError(
+            f"database URL {url!r}: needs mysql://USER@HOST[:PORT]/DATABASE")
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise ConfigError(f"database URL {url!r}: bad port")
+    return "mysql", {
+        "host": parts.hostname,
+        "port": port,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "database": database,
+    }

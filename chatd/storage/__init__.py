@@ -1,0 +1,22 @@
+"""
+chatd's storage: engines, the database handle, migrations and stores.
+"""
+
+from chatd.config import parse_database_url
+from chatd.storage.database import Database
+from chatd.storage.engines import create_engine
+
+
+def open_database(config, reactor):
+    """
+    Make the L{Database} a configuration names; nothing is connected until
+    the reactor runs.
+    """
+    kind, parameters = parse_database_url(config.database_url)
+    engine = create_engine(
+        kind, parameters,
+        password=config.database.password,
+        pool_size=config.database.pool_size,
+    )
+    return Database(engine, engine.connection_pool(reactor),
+                    retries=config.database.retries)

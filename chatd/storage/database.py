@@ -1,0 +1,121 @@
+"""
+The database handle every store uses: transactions in the adbapi thread
+pool, bounded retries, and a clean close that waits for work in flight.
+
+Functions run by L{Database.run} are called C{something_txn}: they run in a
+database thread, get a L{Transaction}, must not touch the reactor, and may
+be run more than once when a transaction is retried.
+"""
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+log = Logger()
+
+
+class Transaction:
+    """
+    A cursor inside one transaction, taking SQL with C{?} placeholders.
+    """
+
+    def __init__(self, engine, cursor):
+        self.engine = engine
+        self._cursor = cursor
+
+    def execute(self, sql, args=()):
+        self._cursor.execute(self.engine.convert(sql), tuple(args))
+        return self._cursor
+
+    def executemany(self, sql, rows):
+        self._cursor.executemany(self.engine.convert(sql), list(rows))
+        return self._cursor
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+    @property
+    def lastrowid(self):
+        return self._cursor.lastrowid
+
+    @property
+    def rowcount(self):
+        return self._cursor.rowcount
+
+
+class Database:
+    """
+    An engine plus its connection pool.
+
+    @ivar engine: the L{chatd.storage.engines} engine.
+    """
+
+    def __init__(self, engine, pool, retries=3):
+        self.engine = engine
+        self._pool = pool
+        self._retries = retries
+        self._in_flight = 0
+        self._idle_waiters = []
+        self._closed = False
+
+    async def run(self, description, function, *args, **kwargs):
+        """
+        Run C{function(txn, *args, **kwargs)} in one transaction and return
+        its result, retrying deadlocks and lost connections a bounded number
+        of times.
+        """
+        if self._closed:
+            raise RuntimeError(f"database closed; cannot run {description}")
+        self._in_flight += 1
+        try:
+            for attempt in range(self._retries + 1):
+                try:
+                    return await self._pool.runInteraction(
+                        self._transaction, function, args, kwargs)
+                except Exception as error:
+                    if attempt == self._retries or not self.engine.is_retryable(error):
+                        raise
+                    log.warn(
+                        "Retrying {description} after {error!r} (attempt {n})",
+                        description=description, error=error, n=attempt + 1)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+
+    def _transaction(self, cursor, function, args, kwargs):
+        self.engine.begin(cursor)
+        return function(Transaction(self.engine, cursor), *args, **kwargs)
+
+    def wait_idle(self):
+        """
+        A Deferred that fires once no transaction is in flight.
+        """
+        if not self._in_flight:
+            return succeed(None)
+        waiter = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    async def close(self):
+        """
+        Refuse new work, let work in flight finish, then close the pool.
+        """
+        self._closed = True
+        await self.wait_idle()
+        self._pool.close()
+
+    async def ping(self):
+        """
+        Raise unless the database answers a trivial query.
+        """
+        await self.run("ping", _ping_txn)
+
+
+def _ping_txn(txn):
+    txn.execute("SELECT 1")
+    return txn.fetchone()

@@ -1,0 +1,153 @@
+"""
+Database engines: what differs between SQLite and MySQL/MariaDB.
+
+Store code writes SQL once, with C{?} placeholders; an engine converts it to
+its driver's parameter style, sets up each new connection, opens
+transactions, and tells which errors are worth retrying.
+"""
+
+import functools
+import os
+
+from twisted.enterprise import adbapi
+
+# MySQL error numbers: deadlock, lock wait timeout, and lost connections.
+_MYSQL_DEADLOCKS = frozenset({1205, 1213})
+_MYSQL_LOST_CONNECTION = frozenset({2006, 2013, 2014, 2055})
+
+
+class SqliteEngine:
+    """
+    The embedded default: one connection, WAL journal, foreign keys on.
+    """
+
+    name = "sqlite"
+
+    def __init__(self, path):
+        self.path = path
+        import sqlite3
+
+        self.module = sqlite3
+
+    def describe(self):
+        return f"SQLite database {self.path}"
+
+    def connection_pool(self, reactor):
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        return adbapi.ConnectionPool(
+            "sqlite3",
+            self.path,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=30,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=self._on_new_connection,
+            cp_reactor=reactor,
+        )
+
+    def _on_new_connection(self, connection):
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA synchronous=FULL")
+
+    def begin(self, cursor):
+        cursor.execute("BEGIN IMMEDIATE")
+
+    def convert(self, sql):
+        return sql
+
+    def is_retryable(self, error):
+        return False
+
+    def is_duplicate(self, error):
+        return isinstance(error, self.module.IntegrityError) and "UNIQUE" in str(error)
+
+
+class MysqlEngine:
+    """
+    MySQL or MariaDB through pymysql: utf8mb4, InnoDB, strict mode.
+    """
+
+    name = "mysql"
+
+    def __init__(self, host, port, user, password, database, pool_size=5):
+        import pymysql
+
+        self.module = pymysql
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.database = database
+        self.pool_size = pool_size
+
+    def describe(self):
+        return f"MySQL database {self.database} on {self.host}:{self.port}"
+
+    def connection_pool(self, reactor):
+        return adbapi.ConnectionPool(
+            "pymysql",
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            charset="utf8mb4",
+            autocommit=False,
+            connect_timeout=10,
+            cp_min=1,
+            cp_max=self.pool_size,
+            cp_reconnect=True,
+            cp_noisy=False,
+            cp_openfun=self._on_new_connection,
+            cp_reactor=reactor,
+        )
+
+    def _on_new_connection(self, connection):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,"
+                "NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY'")
+            cursor.execute(
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cursor.execute("SET SESSION default_storage_engine = InnoDB")
+        connection.commit()
+
+    def begin(self, cursor):
+        pass
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def convert(sql):
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def _code(self, error):
+        if isinstance(error, self.module.MySQLError) and error.args:
+            return error.args[0]
+        return None
+
+    def is_retryable(self, error):
+        code = self._code(error)
+        return code in _MYSQL_DEADLOCKS or code in _MYSQL_LOST_CONNECTION
+
+    def is_duplicate(self, error):
+        return self._code(error) == 1062
+
+
+def create_engine(kind, parameters, password="", pool_size=5):
+    """
+    Make the engine for a parsed database URL (see
+    L{chatd.config.parse_database_url}).
+    """
+    if kind == "sqlite":
+        return SqliteEngine(parameters["path"])
+    return MysqlEngine(
+        host=parameters["host"],
+        port=parameters["port"],
+        user=parameters["user"],
+        password=parameters["password"] or password,
+        database=parameters["database"],
+        pool_size=pool_size,
+    )

@@ -1,0 +1,109 @@
+"""
+C{twistd chatd}: command-line options and the service tree.
+"""
+
+import os
+import sys
+
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from chatd import __version__
+from chatd.config import ConfigError, load_config, override, parse_database_url
+from chatd.service import DatabaseService, ListeningService, SequentialService
+from chatd.storage import open_database
+from chatd.web.site import build_root, build_site
+
+log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "chatd: a chat server speaking the go-chat protocol over REST and "
+        "WebSocket. Options given here override the configuration file."
+    )
+    optParameters = [
+        ["config", "c", None,
+         "TOML configuration file (see etc/chatd.toml for every key)."],
+        ["data-dir", "d", None,
+         "Directory for the SQLite database, stored files and secrets "
+         "[default: chatd-data]."],
+        ["database", None, None,
+         "Database URL: sqlite:///PATH or "
+         "mysql://USER:PASSWORD@HOST:PORT/NAME [default: DATA_DIR/chatd.sqlite3]."],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint):
+        """
+        Listen on a Twisted endpoint, e.g. tcp:8888 or
+        ssl:8443:privateKey=key.pem:certKey=cert.pem; repeatable
+        [default: tcp:8888].
+        """
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def opt_version(self):
+        """
+        Print chatd's version and exit.
+        """
+        print(f"chatd {__version__}")
+        sys.exit(0)
+
+    def postOptions(self):
+        changes = {}
+        if self["listen"]:
+            changes["server_listen"] = list(self["listen"])
+        if self["data-dir"] is not None:
+            changes["server_data_dir"] = self["data-dir"]
+        if self["database"] is not None:
+            changes["database_url"] = self["database"]
+        try:
+            config = load_config(self["config"])
+            config = override(config, **changes)
+            parse_database_url(config.database_url)
+        except ConfigError as e:
+            raise usage.UsageError(str(e))
+        self.chatd_config = config
+
+
+def build_service(config, reactor, on_start_failure=None):
+    """
+    Wire chatd's parts for C{config}: the database, then one listener per
+    endpoint. Children start in that order and stop in reverse.
+    """
+    root_service = SequentialService(on_start_failure)
+    os.makedirs(config.server.data_dir, exist_ok=True)
+    database = open_database(config, reactor)
+    DatabaseService(database).setServiceParent(root_service)
+    site = build_site(build_root(database), reactor)
+    for description in config.server.listen:
+        endpoint = endpoints.serverFromString(reactor, description)
+        ListeningService(endpoint, site, description).setServiceParent(root_service)
+    return root_service
+
+
+def _fail_start(reactor, failure):
+    """
+    Start-up failed: say why, stop, and exit non-zero.
+    """
+    log.failure("chatd could not start", failure)
+    message = failure.getErrorMessage() or failure.type.__name__
+    sys.stderr.write(f"chatd: could not start: {message}\n")
+    sys.stderr.flush()
+    reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+    reactor.stop()
+
+
+def makeService(options):
+    from twisted.internet import reactor
+
+    return build_service(
+        options.chatd_config, reactor,
+        on_start_failure=lambda failure: _fail_start(reactor, failure))

@@ -1,0 +1,3 @@
+"""
+chatd's HTTP side: the site, the REST API and the WebSocket endpoint.
+"""
