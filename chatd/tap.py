@@ -82,7 +82,7 @@ def build_service(config, reactor, on_start_failure=None):
     os.makedirs(config.server.data_dir, exist_ok=True)
     database = open_database(config, reactor)
     DatabaseService(database).setServiceParent(root_service)
-    site = build_site(build_root(database), reactor)
+    site = build_site(build_root(config, database, reactor), reactor)
     for description in config.server.listen:
         endpoint = endpoints.serverFromString(reactor, description)
         ListeningService(endpoint, site, description).setServiceParent(root_service)

@@ -9,7 +9,7 @@ from twisted.web.server import Site
 from chatd.web.health import HealthResource
 
 
-def build_root(database):
+def build_root(config, database, reactor):
     """
     The root resource of the site.
     """

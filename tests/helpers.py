@@ -1,0 +1,176 @@
+"""
+Shared fixtures for chatd's tests.
+
+The database tests run on SQLite, or on MySQL/MariaDB when the environment
+variable C{CHATD_TEST_MYSQL} names a server, e.g.
+C{mysql://root@127.0.0.1:3306/chatd_test}. Each test process uses its own
+MySQL database (the named one with the process id appended), so test runs
+can share a server.
+"""
+
+import atexit
+import os
+
+from twisted.internet import reactor
+
+from chatd.config import Config, override, parse_database_url
+from chatd.storage.database import Database
+from chatd.storage.engines import create_engine
+from chatd.storage.migrations import prepare_database
+
+MYSQL_URL = os.environ.get("CHATD_TEST_MYSQL", "")
+ENGINE = "mysql" if MYSQL_URL else "sqlite"
+
+_mysql_state = {"created": False, "migrated": False}
+
+
+def _mysql_parameters():
+    _, parameters = parse_database_url(MYSQL_URL)
+    parameters = dict(parameters)
+    parameters["database"] = f"{parameters['database']}_{os.getpid()}"
+    return parameters
+
+
+def _mysql_admin(statements, database=None):
+    """
+    Run statements on the test server directly (fixture set-up only).
+    """
+    import pymysql
+
+    parameters = _mysql_parameters()
+    connection = pymysql.connect(
+        host=parameters["host"], port=parameters["port"],
+        user=parameters["user"], password=parameters["password"],
+        database=database, charset="utf8mb4", autocommit=True)
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+            return cursor.fetchall()
+    finally:
+        connection.close()
+
+
+def _drop_mysql_database():
+    name = _mysql_parameters()["database"]
+    _mysql_admin([f"DROP DATABASE IF EXISTS `{name}`"])
+
+
+def database_url(testcase):
+    """
+    A database URL for a test: a new SQLite file, or this process's MySQL
+    test database.
+    """
+    if MYSQL_URL:
+        p = _mysql_parameters()
+        auth = p["user"] + (f":{p['password']}" if p["password"] else "")
+        return f"mysql://{auth}@{p['host']}:{p['port']}/{p['database']}"
+    return "sqlite:///" + os.path.join(os.path.abspath(testcase.mktemp()), "chatd.sqlite3")
+
+
+def _reset_mysql(fresh):
+    name = _mysql_parameters()["database"]
+    if fresh or not _mysql_state["migrated"]:
+        _mysql_admin([f"DROP DATABASE IF EXISTS `{name}`",
+                      f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
+                      " COLLATE utf8mb4_unicode_ci"])
+        if not _mysql_state["created"]:
+            atexit.register(_drop_mysql_database)
+        _mysql_state["created"] = True
+        _mysql_state["migrated"] = False
+        return
+    tables = [row[0] for row in _mysql_admin(["SHOW TABLES"], name)
+              if row[0] != "schema_version"]
+    _mysql_admin(["SET FOREIGN_KEY_CHECKS=0"]
+                 + [f"DELETE FROM `{table}`" for table in tables]
+                 + ["SET FOREIGN_KEY_CHECKS=1"], name)
+
+
+def make_database(testcase, url=None):
+    """
+    An unmigrated L{Database} for a test, closed when the test ends.
+    """
+    kind, parameters = parse_database_url(url or database_url(testcase))
+    engine = create_engine(kind, parameters)
+    database = Database(engine, engine.connection_pool(reactor))
+    testcase.addCleanup(database.close)
+    return database
+
+
+async def migrated_database(testcase):
+    """
+    A L{Database} at the newest schema with no rows, for a test.
+    """
+    if MYSQL_URL:
+        _reset_mysql(fresh=False)
+    database = make_database(testcase)
+    await prepare_database(database)
+    if MYSQL_URL:
+        _mysql_state["migrated"] = True
+    return database
+
+
+def empty_database(testcase):
+    """
+    A L{Database} with no tables at all (for migration tests).
+    """
+    if MYSQL_URL:
+        _reset_mysql(fresh=True)
+    return make_database(testcase)
+
+
+def test_config(testcase, **changes):
+    """
+    A L{Config} for a test server: a temporary data directory, the test
+    database, and a listener on a free loopback port. C{changes} are
+    C{section_key=value} overrides.
+    """
+    if MYSQL_URL:
+        _reset_mysql(fresh=False)
+    data_dir = os.path.abspath(testcase.mktemp())
+    os.makedirs(data_dir)
+    base = {
+        "server_data_dir": data_dir,
+        "server_listen": ["tcp:0:interface=127.0.0.1"],
+        "database_url": database_url(testcase),
+    }
+    base.update(changes)
+    return override(Config(), source="test", **base)
+
+
+async def start_server(testcase, config):
+    """
+    Build and start chatd's whole service tree in this process; stopped
+    when the test ends.
+
+    @return: the running root service; C{listening_ports(service)} gives
+        its ports.
+    """
+    from chatd.tap import build_service
+
+    service = build_service(config, reactor)
+    service.startService()
+    testcase.addCleanup(_stop, service)
+    await service.started
+    if MYSQL_URL:
+        _mysql_state["migrated"] = True
+    return service
+
+
+def _stop(service):
+    if service.running:
+        return service.stopService()
+
+
+def listening_ports(service):
+    """
+    The port numbers a running service tree listens on, in order.
+    """
+    from chatd.service import ListeningService
+
+    return [child.port.getHost().port for child in service
+            if isinstance(child, ListeningService)]
+
+
+def base_url(service, scheme="http", host="127.0.0.1"):
+    return f"{scheme}://{host}:{listening_ports(service)[0]}"
