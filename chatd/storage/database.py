@@ -105,6 +105,8 @@ class Database:
         """
         Refuse new work, let work in flight finish, then close the pool.
         """
+        if self._closed:
+            return
         self._closed = True
         await self.wait_idle()
         self._pool.close()

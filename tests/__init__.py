@@ -1,0 +1,3 @@
+"""
+chatd's test suite (run with: python -m twisted.trial tests).
+"""

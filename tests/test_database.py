@@ -1,0 +1,194 @@
+"""
+Tests for L{chatd.storage.database} and the engines, on SQLite or MySQL.
+"""
+
+import time
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from chatd.storage.database import Database
+from chatd.storage.engines import MysqlEngine, SqliteEngine
+from tests.helpers import ENGINE, database_url, make_database, migrated_database
+
+
+def _insert_user_txn(txn, uuid, username, created_at=1):
+    txn.execute(
+        "INSERT INTO users (uuid, username, password_hash, created_at, updated_at)"
+        " VALUES (?, ?, 'x', ?, ?)", (uuid, username, created_at, created_at))
+    return txn.lastrowid
+
+
+def _count_txn(txn, table):
+    txn.execute(f"SELECT COUNT(*) FROM {table}")
+    return txn.fetchone()[0]
+
+
+class EngineTests(TestCase):
+    async def test_connection_settings(self):
+        """
+        SQLite runs with WAL and foreign keys; MySQL with utf8mb4 and InnoDB.
+        """
+        database = await migrated_database(self)
+
+        def settings_txn(txn):
+            if txn.engine.name == "sqlite":
+                txn.execute("PRAGMA journal_mode")
+                journal = txn.fetchone()[0]
+                txn.execute("PRAGMA foreign_keys")
+                return journal, txn.fetchone()[0]
+            txn.execute("SELECT @@character_set_connection")
+            charset = txn.fetchone()[0]
+            txn.execute("SELECT ENGINE FROM information_schema.TABLES"
+                        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'messages'")
+            return charset, txn.fetchone()[0]
+
+        expected = {"sqlite": ("wal", 1), "mysql": ("utf8mb4", "InnoDB")}
+        self.assertEqual(await database.run("settings", settings_txn), expected[ENGINE])
+
+    async def test_unicode_round_trip(self):
+        database = await migrated_database(self)
+        await database.run("insert", _insert_user_txn, "u-1", "emoji")
+
+        def txn(txn):
+            txn.execute("UPDATE users SET nickname = ? WHERE uuid = ?", ("猫 😀 100%", "u-1"))
+            txn.execute("SELECT nickname FROM users WHERE uuid = ?", ("u-1",))
+            return txn.fetchone()[0]
+
+        self.assertEqual(await database.run("nick", txn), "猫 😀 100%")
+
+    async def test_username_unique_ignoring_case(self):
+        database = await migrated_database(self)
+        await database.run("insert", _insert_user_txn, "u-1", "Alice")
+        with self.assertRaises(Exception) as raised:
+            await database.run("insert", _insert_user_txn, "u-2", "alice")
+        self.assertTrue(database.engine.is_duplicate(raised.exception))
+
+    async def test_client_message_id_unique_per_sender(self):
+        """
+        A sender's client message id is unique; other senders may reuse it,
+        and messages without one are not constrained.
+        """
+        database = await migrated_database(self)
+        alice = await database.run("insert", _insert_user_txn, "u-1", "alice")
+        bob = await database.run("insert", _insert_user_txn, "u-2", "bob")
+
+        def insert_txn(txn, sender, client_id):
+            txn.execute(
+                "INSERT INTO messages (conversation, sender_id, client_msg_id,"
+                " message_type, recipient_id, content_type, content, created_at)"
+                " VALUES ('d:1:2', ?, ?, 1, 1, 1, 'hi', 1)", (sender, client_id))
+
+        await database.run("m", insert_txn, alice, "c1")
+        await database.run("m", insert_txn, bob, "c1")
+        await database.run("m", insert_txn, alice, None)
+        await database.run("m", insert_txn, alice, None)
+        with self.assertRaises(Exception) as raised:
+            await database.run("m", insert_txn, alice, "c1")
+        self.assertTrue(database.engine.is_duplicate(raised.exception))
+        self.assertEqual(await database.run("count", _count_txn, "messages"), 4)
+
+    async def test_foreign_keys_enforced(self):
+        database = await migrated_database(self)
+
+        def orphan_txn(txn):
+            txn.execute("INSERT INTO group_members (group_id, user_id, joined_at)"
+                        " VALUES (999, 999, 1)")
+
+        with self.assertRaises(Exception):
+            await database.run("orphan", orphan_txn)
+
+    async def test_failed_transaction_rolled_back(self):
+        database = await migrated_database(self)
+
+        def half_txn(txn):
+            _insert_user_txn(txn, "u-1", "alice")
+            raise ValueError("boom")
+
+        with self.assertRaises(ValueError):
+            await database.run("half", half_txn)
+        self.assertEqual(await database.run("count", _count_txn, "users"), 0)
+
+    async def test_close_waits_for_work_in_flight(self):
+        """
+        Closing lets a transaction already running finish and commit, and
+        refuses new work.
+        """
+        database = await migrated_database(self)
+
+        def slow_txn(txn):
+            time.sleep(0.2)
+            return _insert_user_txn(txn, "u-1", "slow")
+
+        running = Deferred.fromCoroutine(database.run("slow", slow_txn))
+        await database.close()
+        self.assertIsInstance(await running, int)
+        with self.assertRaises(RuntimeError):
+            await database.run("late", _count_txn, "users")
+        if ENGINE == "sqlite":
+            url = "sqlite:///" + database.engine.path
+        else:
+            url = database_url(self)
+        reopened = make_database(self, url)
+        self.assertEqual(await reopened.run("count", _count_txn, "users"), 1)
+
+
+class _FakePool:
+    """
+    Stands in for an adbapi pool: fails with the given errors, then
+    succeeds.
+    """
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        self.calls = 0
+        self.closed = False
+
+    def runInteraction(self, interaction, *args):
+        self.calls += 1
+        if self.errors:
+            return fail(self.errors.pop(0))
+        return succeed("done")
+
+    def close(self):
+        self.closed = True
+
+
+class RetryTests(SynchronousTestCase):
+    def run_with(self, engine, errors, retries=3):
+        pool = _FakePool(errors)
+        database = Database(engine, pool, retries=retries)
+        d = Deferred.fromCoroutine(database.run("test", lambda txn: None))
+        return pool, d
+
+    def mysql_error(self, code):
+        import pymysql
+
+        return pymysql.err.OperationalError(code, "simulated")
+
+    def test_deadlock_retried(self):
+        engine = MysqlEngine("h", 1, "u", "", "d")
+        pool, d = self.run_with(engine, [self.mysql_error(1213), self.mysql_error(2013)])
+        self.assertEqual(self.successResultOf(d), "done")
+        self.assertEqual(pool.calls, 3)
+
+    def test_retries_bounded(self):
+        engine = MysqlEngine("h", 1, "u", "", "d")
+        pool, d = self.run_with(engine, [self.mysql_error(1213)] * 5, retries=2)
+        self.failureResultOf(d, Exception)
+        self.assertEqual(pool.calls, 3)
+
+    def test_other_errors_not_retried(self):
+        engine = MysqlEngine("h", 1, "u", "", "d")
+        pool, d = self.run_with(engine, [self.mysql_error(1064)])
+        self.failureResultOf(d, Exception)
+        self.assertEqual(pool.calls, 1)
+
+    def test_sqlite_not_retried(self):
+        pool, d = self.run_with(SqliteEngine(":memory:"), [ValueError("x")])
+        self.failureResultOf(d, ValueError)
+        self.assertEqual(pool.calls, 1)
+
+    def test_mysql_parameter_style(self):
+        self.assertEqual(MysqlEngine.convert("SELECT '%' WHERE a = ? AND b = ?"),
+                         "SELECT '%%' WHERE a = %s AND b = %s")

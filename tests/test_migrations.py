@@ -1,0 +1,115 @@
+"""
+Tests for L{chatd.storage.migrations}, on SQLite or on MySQL (see
+L{tests.helpers}).
+"""
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from chatd.storage.migrations import (
+    SCHEMA_DIR,
+    SchemaTooNew,
+    latest_version,
+    migrations,
+    prepare_database,
+    schema_version,
+    split_statements,
+)
+from tests.helpers import ENGINE, empty_database
+
+
+def _tables_txn(txn):
+    if txn.engine.name == "sqlite":
+        txn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite_%'")
+    else:
+        txn.execute("SHOW TABLES")
+    return sorted(row[0] for row in txn.fetchall())
+
+
+def _columns_txn(txn, table):
+    txn.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+    return [column[0] for column in txn._cursor.description]
+
+
+async def _schema(database):
+    tables = await database.run("tables", _tables_txn)
+    return {table: await database.run("columns", _columns_txn, table)
+            for table in tables}
+
+
+class MigrationFilesTests(SynchronousTestCase):
+    def test_engines_have_the_same_migrations(self):
+        """
+        Both engines have migrations numbered 1..N with the same names.
+        """
+        names = {
+            engine: [os.path.basename(path) for _, path in migrations(engine)]
+            for engine in os.listdir(SCHEMA_DIR)
+        }
+        self.assertEqual(sorted(names), ["mysql", "sqlite"])
+        self.assertEqual(names["sqlite"], names["mysql"])
+        self.assertGreaterEqual(len(names["sqlite"]), 1)
+
+    def test_split_statements(self):
+        sql = ("-- a comment; with a semicolon\nCREATE TABLE a (x INT);\n"
+               "CREATE TABLE b (\n  y TEXT DEFAULT ';'\n);\n\n")
+        self.assertEqual(split_statements(sql), [
+            "CREATE TABLE a (x INT)",
+            "CREATE TABLE b (\n  y TEXT DEFAULT ';'\n)",
+        ])
+
+
+class MigrationTests(TestCase):
+    async def test_fresh_database(self):
+        """
+        A fresh database gets every migration, and its schema holds
+        go-chat's tables.
+        """
+        database = empty_database(self)
+        version = await prepare_database(database)
+        self.assertEqual(version, latest_version(ENGINE))
+        self.assertEqual(await schema_version(database), version)
+        tables = await database.run("tables", _tables_txn)
+        for table in ["users", "friendships", "chat_groups", "group_members",
+                      "messages", "files", "schema_version"]:
+            self.assertIn(table, tables)
+
+    async def test_idempotent(self):
+        database = empty_database(self)
+        first = await prepare_database(database)
+        second = await prepare_database(database)
+        self.assertEqual(first, second)
+
+    async def test_from_each_earlier_version(self):
+        """
+        Upgrading from every earlier version gives the same schema as a
+        fresh database.
+        """
+        database = empty_database(self)
+        await prepare_database(database)
+        expected = await _schema(database)
+        for start in range(latest_version(ENGINE)):
+            database = empty_database(self)
+            self.assertEqual(await prepare_database(database, target=start), start)
+            self.assertEqual(await schema_version(database), start)
+            self.assertEqual(await prepare_database(database), latest_version(ENGINE))
+            self.assertEqual(await _schema(database), expected, f"from {start}")
+
+    async def test_newer_database_refused(self):
+        """
+        A database whose schema is newer than the code is refused with a
+        message that says so, and is left as it was.
+        """
+        database = empty_database(self)
+        await prepare_database(database)
+        newer = latest_version(ENGINE) + 1
+        await database.run("bump", lambda txn: txn.execute(
+            "UPDATE schema_version SET version = ?", (newer,)))
+        with self.assertRaises(SchemaTooNew) as raised:
+            await prepare_database(database)
+        self.assertIn(f"schema version {newer}", str(raised.exception))
+        self.assertIn("upgrade chatd", str(raised.exception))
+        self.assertEqual(await schema_version(database), newer)
+
