@@ -1,0 +1,3 @@
+"""
+Authentication: password hashing, access tokens, rate limits.
+"""

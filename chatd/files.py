@@ -1,0 +1,254 @@
+"""
+The file store: avatars and message attachments, kept under
+C{DATA_DIR/files} with names the server makes (never the client's), typed
+by sniffing their first bytes, with a size limit.
+
+Used by the REST API (C{POST /file}, C{GET /file/<name>}) and by the
+WebSocket for attachments.
+"""
+
+import codecs
+import hashlib
+import os
+import re
+import uuid as uuid_module
+from dataclasses import dataclass
+
+from twisted.internet.threads import deferToThreadPool
+
+from chatd.errors import BadRequest, NotFound, PayloadTooLarge
+from chatd.stores import now_ms
+
+# Names the server makes: 32 hex digits and a short extension.
+NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.[a-z0-9]{1,8}$")
+
+OCTET_STREAM = "application/octet-stream"
+
+# Types a browser shows without running anything; everything else is
+# served as an attachment.
+_INLINE_TYPES = frozenset({
+    "image/png", "image/jpeg", "image/gif", "image/webp",
+    "audio/mpeg", "audio/ogg", "audio/wav", "audio/flac", "audio/aac",
+    "audio/mp4", "audio/webm", "audio/amr",
+    "video/mp4", "video/webm", "video/quicktime", "video/x-matroska",
+    "video/x-msvideo", "text/plain",
+})
+
+# Types the client's suffix may choose when sniffing finds nothing better,
+# only for bytes that are not recognised as anything else. None of these
+# is run by a browser.
+_SUFFIX_TYPES = {
+    "txt": "text/plain", "md": "text/plain", "csv": "text/plain",
+    "log": "text/plain",
+    "doc": "application/msword", "xls": "application/vnd.ms-excel",
+    "ppt": "application/vnd.ms-powerpoint",
+    "docx": "application/vnd.openxmlformats-officedocument"
+            ".wordprocessingml.document",
+    "xlsx": "application/vnd.openxmlformats-officedocument"
+            ".spreadsheetml.sheet",
+    "pptx": "application/vnd.openxmlformats-officedocument"
+            ".presentationml.presentation",
+    "odt": "application/vnd.oasis.opendocument.text",
+    "ods": "application/vnd.oasis.opendocument.spreadsheet",
+    "epub": "application/epub+zip",
+    "apk": "application/vnd.android.package-archive",
+    "jar": "application/java-archive",
+}
+_ZIP_SUFFIXES = frozenset({"docx", "xlsx", "pptx", "odt", "ods", "epub",
+                           "apk", "jar"})
+_TEXT_SUFFIXES = frozenset({"txt", "md", "csv", "log"})
+
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script",
+                b"<iframe", b"<title", b"<style", b"<div", b"<a ", b"<img",
+                b"<p>", b"<meta", b"<!--")
+
+
+def _text_start(data):
+    head = data[:1024]
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[3:]
+    return head.lstrip(b" \t\r\n\x0c").lower()
+
+
+def _is_text(data):
+    head = data[:4096]
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[3:]
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return not any(b < 32 and b not in (9, 10, 12, 13) for b in head)
+
+
+def sniff(data, suffix_hint=""):
+    """
+    The media type and file extension of C{data}, from its first bytes;
+    C{suffix_hint} (the sender's guess of the extension) only decides
+    between harmless types for bytes that nothing else matches.
+
+    @return: C{(media_type, extension)}.
+    """
+    hint = suffix_hint.lower().lstrip(".")
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png", "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg", "jpg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif", "gif"
+    if data.startswith(b"RIFF") and len(data) >= 12:
+        kind = data[8:12]
+        if kind == b"WEBP":
+            return "image/webp", "webp"
+        if kind == b"WAVE":
+            return "audio/wav", "wav"
+        if kind == b"AVI ":
+            return "video/x-msvideo", "avi"
+    if data.startswith(b"%PDF-"):
+        return "application/pdf", "pdf"
+    if data.startswith(b"PK\x03\x04"):
+        if hint in _ZIP_SUFFIXES:
+            return _SUFFIX_TYPES[hint], hint
+        return "application/zip", "zip"
+    if data.startswith(b"\x1f\x8b"):
+        return "application/gzip", "gz"
+    if data.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "application/x-7z-compressed", "7z"
+    if data.startswith(b"Rar!\x1a\x07"):
+        return "application/vnd.rar", "rar"
+    if data.startswith(b"OggS"):
+        return "audio/ogg", "ogg"
+    if data.startswith(b"fLaC"):
+        return "audio/flac", "flac"
+    if data.startswith(b"#!AMR"):
+        return "audio/amr", "amr"
+    if data.startswith(b"\x1a\x45\xdf\xa3"):
+        if b"webm" in data[:64]:
+            return "video/webm", "webm"
+        return "video/x-matroska", "mkv"
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand.startswith(b"M4A"):
+            return "audio/mp4", "m4a"
+        if brand == b"qt  ":
+            return "video/quicktime", "mov"
+        return "video/mp4", "mp4"
+    if data.startswith(b"ID3"):
+        return "audio/mpeg", "mp3"
+    if len(data) >= 2 and data[0] == 0xFF:
+        if data[1] & 0xF6 == 0xF0:
+            return "audio/aac", "aac"
+        if data[1] & 0xE0 == 0xE0:
+            return "audio/mpeg", "mp3"
+    start = _text_start(data)
+    if start.startswith(b"<svg") or (
+            start.startswith(b"<?xml") and b"<svg" in start):
+        return "image/svg+xml", "svg"
+    if start.startswith(_HTML_STARTS):
+        return "text/html", "html"
+    if start.startswith(b"<?xml"):
+        return "application/xml", "xml"
+    if data and _is_text(data):
+        if hint in _TEXT_SUFFIXES:
+            return "text/plain", hint
+        return "text/plain", "txt"
+    if hint in _SUFFIX_TYPES and hint not in _TEXT_SUFFIXES \
+            and hint not in _ZIP_SUFFIXES:
+        return _SUFFIX_TYPES[hint], hint
+    return OCTET_STREAM, "bin"
+
+
+def is_inline(media_type):
+    """
+    Whether a browser may show a file of this type in place; other types
+    are served with C{Content-Disposition: attachment}.
+    """
+    return media_type in _INLINE_TYPES
+
+
+def check_name(name):
+    """
+    Refuse a requested file name that is not one the server could have
+    made: traversal (C{../}, encoded or not), absolute paths, NUL.
+
+    @raise BadRequest: a NUL or path separator.
+    @raise NotFound: any other name that the server never makes.
+    """
+    if not isinstance(name, str) or "\x00" in name:
+        raise BadRequest("bad file name")
+    if "/" in name or "\\" in name:
+        raise BadRequest("bad file name")
+    if not NAME_PATTERN.match(name):
+        raise NotFound("no such file")
+    return name
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    name: str
+    media_type: str
+    size: int
+
+
+class FileStore:
+    """
+    Stores and finds files under C{directory}.
+
+    @param records: a L{chatd.stores.files.FileRecordStore}.
+    @param max_bytes: the largest file accepted.
+    @param reactor: for the clock and the thread pool writes run in.
+    """
+
+    def __init__(self, directory, records, max_bytes, reactor):
+        self.directory = os.path.abspath(directory)
+        self.max_bytes = max_bytes
+        self._records = records
+        self._reactor = reactor
+
+    def path_of(self, name):
+        return os.path.join(self.directory, check_name(name))
+
+    async def save(self, owner_id, data, suffix_hint=""):
+        """
+        Store C{data} under a new name.
+
+        @raise PayloadTooLarge: C{data} is over the limit.
+        @raise BadRequest: C{data} is empty.
+        """
+        if len(data) > self.max_bytes:
+            raise PayloadTooLarge(
+                f"the file is larger than {self.max_bytes} bytes")
+        if not data:
+            raise BadRequest("file: the file is empty")
+        media_type, extension = sniff(data, suffix_hint)
+        name = f"{uuid_module.uuid4().hex}.{extension}"
+        digest = await deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(),
+            self._write, name, data)
+        await self._records.add(name, owner_id, media_type, len(data),
+                                digest, now_ms(self._reactor))
+        return StoredFile(name, media_type, len(data))
+
+    def _write(self, name, data):
+        os.makedirs(self.directory, exist_ok=True)
+        final = os.path.join(self.directory, name)
+        temporary = final + ".part"
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, final)
+        return hashlib.sha256(data).hexdigest()
+
+    async def find(self, name):
+        """
+        The L{StoredFile} and path of a stored file.
+
+        @raise NotFound: no such file.
+        @raise BadRequest: a name no file could have.
+        """
+        path = self.path_of(name)
+        record = await self._records.get(name)
+        if record is None or not os.path.isfile(path):
+            raise NotFound("no such file")
+        return StoredFile(record.name, record.media_type, record.size), path

@@ -1,0 +1,11 @@
+"""
+chatd's stores: SQL only, one module per area. Methods are coroutines that
+run C{_txn} functions in the database's thread pool.
+"""
+
+
+def now_ms(clock):
+    """
+    The time of C{clock} (an L{IReactorTime}) in milliseconds.
+    """
+    return int(clock.seconds() * 1000)

@@ -1,0 +1,53 @@
+"""
+Records of stored files (avatars, attachments): SQL only. The bytes live
+on disk; see L{chatd.files.FileStore}.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    name: str
+    owner_id: int | None
+    media_type: str
+    size: int
+    sha256: str
+    created_at: int
+
+
+_COLUMNS = "id, name, owner_id, media_type, size, sha256, created_at"
+
+
+def _record_from_row(row):
+    return FileRecord(
+        id=int(row[0]), name=row[1],
+        owner_id=None if row[2] is None else int(row[2]),
+        media_type=row[3], size=int(row[4]), sha256=row[5],
+        created_at=int(row[6]))
+
+
+class FileRecordStore:
+    def __init__(self, database):
+        self._database = database
+
+    async def add(self, name, owner_id, media_type, size, sha256, now):
+        return await self._database.run(
+            "add_file", self._add_txn, name, owner_id, media_type, size,
+            sha256, now)
+
+    def _add_txn(self, txn, name, owner_id, media_type, size, sha256, now):
+        txn.execute(
+            "INSERT INTO files (name, owner_id, media_type, size, sha256,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, owner_id, media_type, size, sha256, now))
+        return self._get_txn(txn, name)
+
+    async def get(self, name):
+        return await self._database.run("get_file", self._get_txn, name)
+
+    def _get_txn(self, txn, name):
+        txn.execute(f"SELECT {_COLUMNS} FROM files WHERE name = ?", (name,))
+        row = txn.fetchone()
+        return _record_from_row(row) if row else None
