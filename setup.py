@@ -20,13 +20,13 @@ setup(
         "txaio>=23.1",
         "klein>=23.12",
         "pymysql>=1.1",
-        "protobuf>=4.25",
+        "protobuf>=7.35.1,<8",
         "pyjwt>=2.8",
         "service-identity>=24.1",
         "pyopenssl>=24.0",
     ],
     extras_require={
-        "test": ["treq>=23.11", "ruff"],
+        "test": ["treq>=23.11", "ruff", "grpcio-tools==1.85.1"],
     },
     entry_points={
         "console_scripts": [
