@@ -174,3 +174,85 @@ def listening_ports(service):
 
 def base_url(service, scheme="http", host="127.0.0.1"):
     return f"{scheme}://{host}:{listening_ports(service)[0]}"
+
+
+def make_tls_files(directory, hostname="localhost"):
+    """
+    Write a test certificate authority and a server certificate for
+    C{hostname} (and 127.0.0.1) signed by it into C{directory}.
+
+    @return: C{(ca_path, cert_path, key_path)}, PEM files.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chatd test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName(hostname),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = [os.path.join(directory, name) for name in ("ca.pem", "cert.pem", "key.pem")]
+    pem = serialization.Encoding.PEM
+    with open(paths[0], "wb") as f:
+        f.write(ca_cert.public_bytes(pem))
+    with open(paths[1], "wb") as f:
+        f.write(cert.public_bytes(pem))
+    with open(paths[2], "wb") as f:
+        f.write(key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    return tuple(paths)
+
+
+def tls_listen(cert_path, key_path):
+    """
+    An C{ssl:} endpoint string on a free loopback port for the given files.
+    """
+    return f"ssl:0:interface=127.0.0.1:privateKey={key_path}:certKey={cert_path}"
+
+
+def http_client(ca_path=None):
+    """
+    A treq client for a real server, with no persistent connections (so
+    that tests leave a clean reactor); with C{ca_path}, it trusts only that
+    CA and checks host names.
+    """
+    from treq.client import HTTPClient
+    from twisted.internet.ssl import Certificate
+    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    if ca_path is None:
+        return HTTPClient(Agent(reactor, pool=pool))
+    with open(ca_path, "rb") as f:
+        trust = Certificate.loadPEM(f.read())
+    policy = BrowserLikePolicyForHTTPS(trustRoot=trust)
+    return HTTPClient(Agent(reactor, contextFactory=policy, pool=pool))

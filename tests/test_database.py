@@ -95,7 +95,7 @@ class EngineTests(TestCase):
             txn.execute("INSERT INTO group_members (group_id, user_id, joined_at)"
                         " VALUES (999, 999, 1)")
 
-        with self.assertRaises(Exception):
+        with self.assertRaises(database.engine.module.IntegrityError):
             await database.run("orphan", orphan_txn)
 
     async def test_failed_transaction_rolled_back(self):
