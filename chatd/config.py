@@ -13,6 +13,7 @@ file and the key.
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -49,6 +50,23 @@ def _non_empty(values):
 def _database_url(value):
     if value and not value.startswith(("sqlite:///", "mysql://")):
         return "must start with sqlite:/// or mysql://"
+
+
+def _between(low, high):
+    def check(value):
+        if not low <= value <= high:
+            return f"must be between {low} and {high}"
+    return check
+
+
+def _cookie_name(value):
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        return "must be 1-64 letters, digits, '_', '.' or '-'"
+
+
+def _token_secret(value):
+    if value and len(value.encode("utf-8")) < 32:
+        return "must be at least 32 bytes long (or empty)"
 
 
 def _origins(values):
@@ -102,10 +120,47 @@ class AuthConfig:
     token_secret: str = _setting(
         "",
         "HS256 key for access tokens; empty: generated into DATA_DIR/token_secret.",
-        secret=True,
+        _token_secret, secret=True,
     )
     token_lifetime: int = _setting(
         7 * 24 * 3600, "Seconds an access token stays valid.", _positive
+    )
+    cookie_name: str = _setting(
+        "chatd_token", "Name of the HttpOnly cookie that carries the token.",
+        _cookie_name,
+    )
+    password_min_length: int = _setting(
+        8, "Shortest password accepted at registration and change.", _positive
+    )
+    scrypt_log2_n: int = _setting(
+        15, "scrypt cost for new password hashes: memory is 2**n KiB.",
+        _between(10, 20),
+    )
+    login_address_burst: int = _setting(
+        20, "Failed logins a client address may make in a row.", _positive
+    )
+    login_address_per_hour: int = _setting(
+        60, "Failed logins a client address regains per hour.", _not_negative
+    )
+    login_account_burst: int = _setting(
+        5, "Failed logins one account may suffer in a row.", _positive
+    )
+    login_account_per_hour: int = _setting(
+        12, "Failed logins an account regains per hour.", _not_negative
+    )
+    register_address_burst: int = _setting(
+        5, "Registrations a client address may make in a row.", _positive
+    )
+    register_address_per_hour: int = _setting(
+        10, "Registrations a client address regains per hour.", _not_negative
+    )
+
+
+@dataclass(frozen=True)
+class FilesConfig:
+    max_upload_bytes: int = _setting(
+        10 * 1024 * 1024, "Largest file accepted (uploads and attachments).",
+        _positive,
     )
 
 
@@ -114,6 +169,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
 
     @property
     def database_url(self):

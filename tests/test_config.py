@@ -123,12 +123,16 @@ class LoadConfigTests(SynchronousTestCase):
         self.assertIn("cannot read", str(error))
 
     def test_secret_from_file(self):
-        secret = self.write("s3cret\n")
+        secret = self.write("s3cret" * 6 + "\n")
         path = self.write(f'[auth]\ntoken_secret_file = "{secret}"\n'
                           f'[database]\npassword_file = "{secret}"\n')
         config = load_config(path)
-        self.assertEqual(config.auth.token_secret, "s3cret")
-        self.assertEqual(config.database.password, "s3cret")
+        self.assertEqual(config.auth.token_secret, "s3cret" * 6)
+        self.assertEqual(config.database.password, "s3cret" * 6)
+
+    def test_short_token_secret(self):
+        self.assertConfigError('[auth]\ntoken_secret = "short"\n',
+                               "auth.token_secret", "at least 32 bytes")
 
     def test_secret_file_missing(self):
         self.assertConfigError('[auth]\ntoken_secret_file = "/nonexistent/x"\n',

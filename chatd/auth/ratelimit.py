@@ -1,0 +1,71 @@
+"""
+Token-bucket rate limits, keyed by anything (a client address, an account),
+on an injected clock.
+
+A bucket holds up to C{burst} tokens and refills at C{per_hour} tokens an
+hour. L{RateLimiter.check} refuses when a key's bucket is empty;
+L{RateLimiter.charge} takes one token. Full buckets are forgotten, so memory
+stays proportional to the keys that were charged recently.
+"""
+
+import math
+
+from chatd.errors import TooManyRequests
+
+_PRUNE_EVERY = 1024
+
+
+class RateLimiter:
+    def __init__(self, clock, burst, per_hour, what="attempts"):
+        self._clock = clock
+        self._burst = float(burst)
+        self._rate = per_hour / 3600.0
+        self._what = what
+        self._buckets = {}
+        self._charges = 0
+
+    def _level(self, key, now):
+        entry = self._buckets.get(key)
+        if entry is None:
+            return self._burst
+        level, since = entry
+        return min(self._burst, level + (now - since) * self._rate)
+
+    def retry_after(self, key):
+        """
+        Seconds until C{key} may try again: 0 if it may now.
+        """
+        level = self._level(key, self._clock.seconds())
+        if level >= 1:
+            return 0
+        if self._rate <= 0:
+            return 3600
+        return max(1, math.ceil((1 - level) / self._rate))
+
+    def check(self, key):
+        """
+        @raise TooManyRequests: C{key} has no token left.
+        """
+        wait = self.retry_after(key)
+        if wait:
+            raise TooManyRequests(
+                f"too many {self._what}; try again in {wait} seconds", wait)
+
+    def charge(self, key):
+        """
+        Take one token from C{key}'s bucket (down to empty).
+        """
+        now = self._clock.seconds()
+        self._buckets[key] = (max(0.0, self._level(key, now) - 1), now)
+        self._charges += 1
+        if self._charges % _PRUNE_EVERY == 0:
+            self._prune(now)
+
+    def _prune(self, now):
+        full = [key for key in self._buckets
+                if self._level(key, now) >= self._burst]
+        for key in full:
+            del self._buckets[key]
+
+    def __len__(self):
+        return len(self._buckets)
