@@ -163,6 +163,67 @@ class FilesConfig:
         _positive,
     )
 
+@dataclass(frozen=True)
+class WebsocketConfig:
+    max_message_bytes: int = _setting(
+        16 * 1024 * 1024,
+        "Largest WebSocket message accepted (go-chat sends images and"
+        " recordings in frames; base64 data URLs are a third larger).",
+        _positive,
+    )
+    max_frame_bytes: int = _setting(
+        16 * 1024 * 1024, "Largest single WebSocket frame accepted.", _positive
+    )
+    max_content_chars: int = _setting(
+        10000, "Longest text content of one message, in characters.", _positive
+    )
+    open_handshake_timeout: float = _setting(
+        10.0, "Seconds a client has to finish the WebSocket upgrade.", _positive
+    )
+    close_handshake_timeout: float = _setting(
+        3.0, "Seconds to wait for the peer's close frame before dropping.",
+        _positive,
+    )
+    autoping_interval: float = _setting(
+        30.0, "Seconds between server pings to each client; 0 disables them.",
+        _not_negative,
+    )
+    autoping_timeout: float = _setting(
+        20.0, "Seconds a client has to answer a ping before it is dropped.",
+        _positive,
+    )
+    max_connections_per_user: int = _setting(
+        8, "Devices one user may have connected at once.", _positive
+    )
+    max_outgoing_bytes: int = _setting(
+        4 * 1024 * 1024,
+        "Bytes queued for one slow connection (beyond the socket's own buffer)"
+        " before it is closed with code 4008.",
+        _positive,
+    )
+    max_pending_frames: int = _setting(
+        64, "Frames of one connection in flight before chatd stops reading it.",
+        _positive,
+    )
+    batch_size: int = _setting(
+        256, "Most messages stored in one transaction (group commit).", _positive
+    )
+    batch_delay: float = _setting(
+        0.0,
+        "Seconds to wait for more messages before a commit; 0 commits what"
+        " arrived together, and what arrives during a commit goes in the next.",
+        _not_negative,
+    )
+    sync_page_size: int = _setting(
+        100, "Messages read from the database per sync page.", _positive
+    )
+    sync_max_messages: int = _setting(
+        1000,
+        "Most messages one sync request replays; the done frame then says"
+        " there is more.",
+        _positive,
+    )
+
 
 @dataclass(frozen=True)
 class Config:
@@ -170,6 +231,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
+    websocket: WebsocketConfig = field(default_factory=WebsocketConfig)
 
     @property
     def database_url(self):
