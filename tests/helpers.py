@@ -256,3 +256,42 @@ def http_client(ca_path=None):
         trust = Certificate.loadPEM(f.read())
     policy = BrowserLikePolicyForHTTPS(trustRoot=trust)
     return HTTPClient(Agent(reactor, contextFactory=policy, pool=pool))
+
+
+async def create_user(database, username, is_admin=False, avatar=""):
+    """
+    Add a user (with an unusable password hash) straight through the store;
+    return the L{chatd.stores.users.User}.
+    """
+    import uuid
+
+    from chatd.stores.users import UserStore
+
+    users = UserStore(database)
+    user = await users.create(str(uuid.uuid4()), username, "!test",
+                              created_at=1, is_admin=is_admin)
+    if avatar:
+        await users.set_avatar(user.id, avatar, 2)
+        user = await users.get_by_id(user.id)
+    return user
+
+
+async def make_friends(database, user, other):
+    from chatd.stores.social import SocialStore
+
+    await SocialStore(database).add(user.id, other.id, 1)
+
+
+async def create_group(database, owner, name, members=()):
+    """
+    A group owned by C{owner} with C{members} joined; return the L{Group}.
+    """
+    import uuid
+
+    from chatd.stores.groups import GroupStore
+
+    groups = GroupStore(database)
+    group = await groups.create(str(uuid.uuid4()), owner.id, name, "", 1)
+    for member in members:
+        await groups.join(group.id, member.id, 1)
+    return group

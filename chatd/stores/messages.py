@@ -1,0 +1,241 @@
+"""
+Chat messages: SQL only.
+
+A message's C{conversation} is C{d:<low user id>:<high user id>} for
+one-to-one messages and C{g:<group id>} for group messages (see
+L{conversation_key}); a conversation's history is one range scan of the
+index C{(conversation, id)}. C{(sender_id, client_msg_id)} is unique, which
+is what makes resends idempotent.
+"""
+
+from dataclasses import dataclass
+
+ONE_TO_ONE = 1
+GROUP = 2
+
+
+def conversation_key(message_type, sender_id, recipient_id):
+    """
+    The C{conversation} of a message from C{sender_id} to C{recipient_id}
+    (a user id for one-to-one messages, a group id for group messages).
+    """
+    if message_type == GROUP:
+        return f"g:{recipient_id}"
+    low, high = sorted((sender_id, recipient_id))
+    return f"d:{low}:{high}"
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """
+    A message to store; the server assigns its id and time.
+
+    @ivar client_msg_id: the sender's id for it, or None.
+    @ivar recipient_id: a user id (one-to-one) or a group id (group).
+    """
+
+    sender_id: int
+    client_msg_id: str | None
+    message_type: int
+    recipient_id: int
+    content_type: int
+    content: str
+    url: str = ""
+
+    @property
+    def conversation(self):
+        return conversation_key(self.message_type, self.sender_id,
+                                self.recipient_id)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """
+    Where a L{NewMessage} ended up.
+
+    @ivar duplicate: True if the sender had already stored a message with
+        this client message id; C{id} and C{created_at} are then that
+        message's.
+    """
+
+    id: int
+    created_at: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """
+    A stored message with the names its frames need.
+
+    @ivar recipient_uuid: the recipient user's uuid, or the group's uuid.
+    @ivar recipient_username: the recipient user's name ("" for groups).
+    """
+
+    id: int
+    conversation: str
+    sender_id: int
+    client_msg_id: str | None
+    message_type: int
+    recipient_id: int
+    content_type: int
+    content: str
+    url: str
+    created_at: int
+    sender_uuid: str
+    sender_username: str
+    sender_avatar: str
+    recipient_uuid: str
+    recipient_username: str
+
+
+_STORED_COLUMNS = (
+    "m.id, m.conversation, m.sender_id, m.client_msg_id, m.message_type,"
+    " m.recipient_id, m.content_type, m.content, m.url, m.created_at,"
+    " s.uuid, s.username, s.avatar,"
+    " COALESCE(r.uuid, g.uuid, ''), COALESCE(r.username, '')")
+
+_STORED_FROM = (
+    " FROM messages m JOIN users s ON s.id = m.sender_id"
+    " LEFT JOIN users r ON m.message_type = 1 AND r.id = m.recipient_id"
+    " LEFT JOIN chat_groups g ON m.message_type = 2 AND g.id = m.recipient_id")
+
+
+def _stored_from_row(row):
+    return StoredMessage(
+        id=int(row[0]), conversation=row[1], sender_id=int(row[2]),
+        client_msg_id=row[3], message_type=int(row[4]),
+        recipient_id=int(row[5]), content_type=int(row[6]), content=row[7],
+        url=row[8], created_at=int(row[9]), sender_uuid=row[10],
+        sender_username=row[11], sender_avatar=row[12],
+        recipient_uuid=row[13], recipient_username=row[14])
+
+
+def insert_batch_txn(txn, messages, created_at):
+    """
+    Store C{messages} (L{NewMessage}s) at time C{created_at}, in order, in
+    the caller's transaction; a message whose sender already stored its
+    client message id (earlier, or earlier in this batch) is not stored
+    again.
+
+    @return: a L{Stored} for each message, in the same order.
+    """
+    known = {}
+    wanted = {}
+    for m in messages:
+        if m.client_msg_id:
+            wanted.setdefault(m.sender_id, set()).add(m.client_msg_id)
+    for sender_id, client_ids in sorted(wanted.items()):
+        client_ids = sorted(client_ids)
+        for start in range(0, len(client_ids), 500):
+            chunk = client_ids[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            txn.execute(
+                "SELECT client_msg_id, id, created_at FROM messages"
+                f" WHERE sender_id = ? AND client_msg_id IN ({marks})",
+                [sender_id] + chunk)
+            for client_msg_id, message_id, when in txn.fetchall():
+                known[(sender_id, client_msg_id)] = Stored(
+                    int(message_id), int(when), duplicate=True)
+    results = []
+    for message in messages:
+        key = (message.sender_id, message.client_msg_id)
+        if message.client_msg_id and key in known:
+            results.append(known[key])
+            continue
+        txn.execute(
+            "INSERT INTO messages (conversation, sender_id, client_msg_id,"
+            " message_type, recipient_id, content_type, content, url, file_id,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+            " (SELECT f.id FROM files f WHERE f.name = ?), ?)",
+            (message.conversation, message.sender_id,
+             message.client_msg_id or None, message.message_type,
+             message.recipient_id, message.content_type, message.content,
+             message.url, message.url or None, created_at))
+        stored = Stored(int(txn.lastrowid), created_at)
+        if message.client_msg_id:
+            known[key] = Stored(stored.id, created_at, duplicate=True)
+        results.append(stored)
+    return results
+
+
+def since_txn(txn, user_id, group_ids, after_id, limit):
+    """
+    The messages C{user_id} may see with an id above C{after_id}: its
+    one-to-one messages (sent or received) and those of C{group_ids}, in id
+    order, at most C{limit}.
+    """
+    where = "(m.message_type = 1 AND (m.sender_id = ? OR m.recipient_id = ?))"
+    args = [after_id, user_id, user_id]
+    if group_ids:
+        conversations = [f"g:{group_id}" for group_id in sorted(group_ids)]
+        where += (" OR (m.message_type = 2 AND m.conversation IN ("
+                  + ", ".join("?" for _ in conversations) + "))")
+        args.extend(conversations)
+    txn.execute(
+        f"SELECT {_STORED_COLUMNS}{_STORED_FROM}"
+        f" WHERE m.id > ? AND ({where}) ORDER BY m.id LIMIT ?",
+        args + [limit])
+    return [_stored_from_row(row) for row in txn.fetchall()]
+
+
+def conversation_page_txn(txn, conversation, before_id, limit):
+    """
+    Up to C{limit} messages of one conversation with an id below
+    C{before_id} (None: the newest), newest first.
+    """
+    if before_id is None:
+        txn.execute(
+            f"SELECT {_STORED_COLUMNS}{_STORED_FROM}"
+            " WHERE m.conversation = ? ORDER BY m.id DESC LIMIT ?",
+            (conversation, limit))
+    else:
+        txn.execute(
+            f"SELECT {_STORED_COLUMNS}{_STORED_FROM}"
+            " WHERE m.conversation = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+            (conversation, before_id, limit))
+    return [_stored_from_row(row) for row in txn.fetchall()]
+
+
+def count_by_client_id_txn(txn, sender_id, client_msg_id):
+    txn.execute(
+        "SELECT COUNT(*) FROM messages WHERE sender_id = ? AND client_msg_id = ?",
+        (sender_id, client_msg_id))
+    return int(txn.fetchone()[0])
+
+
+class MessageStore:
+    def __init__(self, database):
+        self._database = database
+
+    async def insert_batch(self, messages, created_at):
+        """
+        Store a batch of L{NewMessage}s in one transaction; see
+        L{insert_batch_txn}.
+        """
+        return await self._database.run(
+            "insert_messages", insert_batch_txn, list(messages), created_at)
+
+    async def since(self, user_id, group_ids, after_id, limit):
+        """
+        See L{since_txn}.
+        """
+        return await self._database.run(
+            "messages_since", since_txn, user_id, list(group_ids), after_id,
+            limit)
+
+    async def conversation_page(self, conversation, before_id=None, limit=50):
+        """
+        See L{conversation_page_txn}.
+        """
+        return await self._database.run(
+            "conversation_page", conversation_page_txn, conversation,
+            before_id, limit)
+
+    async def count_by_client_id(self, sender_id, client_msg_id):
+        """
+        How many messages a sender stored under a client message id (0 or 1).
+        """
+        return await self._database.run(
+            "count_by_client_id", count_by_client_id_txn, sender_id,
+            client_msg_id)

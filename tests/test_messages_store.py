@@ -1,0 +1,243 @@
+"""
+Tests for L{chatd.stores.messages} and the group-commit L{BatchWriter}, on
+the test database (SQLite, or MariaDB with CHATD_TEST_MYSQL).
+"""
+
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from chatd.batching import BatchWriter, StorageUnavailable
+from chatd.stores.messages import (
+    GROUP,
+    ONE_TO_ONE,
+    MessageStore,
+    NewMessage,
+    conversation_key,
+)
+from tests.helpers import create_group, create_user, migrated_database
+
+
+class ConversationKeyTests(TestCase):
+    def test_keys(self):
+        self.assertEqual(conversation_key(ONE_TO_ONE, 9, 3), "d:3:9")
+        self.assertEqual(conversation_key(ONE_TO_ONE, 3, 9), "d:3:9")
+        self.assertEqual(conversation_key(GROUP, 3, 9), "g:9")
+
+
+class MessageStoreTests(TestCase):
+    async def _setup(self):
+        self.database = await migrated_database(self)
+        self.store = MessageStore(self.database)
+        self.alice = await create_user(self.database, "alice")
+        self.bob = await create_user(self.database, "bob", avatar="b.png")
+        self.carol = await create_user(self.database, "carol")
+
+    def _text(self, sender, recipient, content, client_id=None,
+              message_type=ONE_TO_ONE):
+        return NewMessage(sender.id, client_id, message_type, recipient.id, 1,
+                          content)
+
+    async def test_insert_assigns_ids_in_order(self):
+        await self._setup()
+        stored = await self.store.insert_batch(
+            [self._text(self.alice, self.bob, "one", "c1"),
+             self._text(self.bob, self.alice, "two", "c1")], 1000)
+        self.assertEqual([s.created_at for s in stored], [1000, 1000])
+        self.assertLess(stored[0].id, stored[1].id)
+        self.assertEqual([s.duplicate for s in stored], [False, False])
+
+    async def test_duplicate_client_id(self):
+        """
+        A client message id already stored by the same sender, earlier or
+        earlier in the batch, is not stored again; its first id comes back.
+        """
+        await self._setup()
+        [first] = await self.store.insert_batch(
+            [self._text(self.alice, self.bob, "one", "c1")], 1000)
+        again = await self.store.insert_batch(
+            [self._text(self.alice, self.bob, "one", "c1"),
+             self._text(self.alice, self.bob, "new", "c2"),
+             self._text(self.alice, self.bob, "new", "c2")], 2000)
+        self.assertEqual(again[0].id, first.id)
+        self.assertEqual(again[0].created_at, 1000)
+        self.assertTrue(again[0].duplicate)
+        self.assertEqual(again[2].id, again[1].id)
+        self.assertEqual([again[1].duplicate, again[2].duplicate],
+                         [False, True])
+        self.assertEqual(
+            await self.store.count_by_client_id(self.alice.id, "c2"), 1)
+
+    async def test_since(self):
+        """
+        C{since} gives a user's one-to-one messages and those of its groups
+        after an id, in order, with sender and recipient names.
+        """
+        await self._setup()
+        group = await create_group(self.database, self.bob, "g",
+                                   [self.alice, self.carol])
+        other = await create_group(self.database, self.carol, "other")
+        stored = await self.store.insert_batch([
+            self._text(self.alice, self.bob, "a->b"),
+            self._text(self.bob, self.carol, "b->c"),
+            NewMessage(self.bob.id, None, GROUP, group.id, 1, "b->g"),
+            NewMessage(self.carol.id, None, GROUP, other.id, 1, "c->other"),
+            self._text(self.bob, self.alice, "b->a"),
+        ], 5)
+        found = await self.store.since(self.alice.id, [group.id], 0, 10)
+        self.assertEqual([m.content for m in found], ["a->b", "b->g", "b->a"])
+        direct, in_group, reply = found
+        self.assertEqual((direct.sender_uuid, direct.recipient_uuid,
+                          direct.recipient_username),
+                         (self.alice.uuid, self.bob.uuid, "bob"))
+        self.assertEqual((in_group.sender_uuid, in_group.sender_avatar,
+                          in_group.recipient_uuid, in_group.message_type),
+                         (self.bob.uuid, "b.png", group.uuid, GROUP))
+        later = await self.store.since(self.alice.id, [group.id],
+                                       stored[2].id, 10)
+        self.assertEqual([m.content for m in later], ["b->a"])
+        page = await self.store.since(self.alice.id, [group.id], 0, 2)
+        self.assertEqual([m.content for m in page], ["a->b", "b->g"])
+        self.assertEqual(
+            [m.content for m in await self.store.since(self.alice.id, [], 0, 10)],
+            ["a->b", "b->a"])
+
+    async def test_conversation_page(self):
+        await self._setup()
+        await self.store.insert_batch(
+            [self._text(self.alice, self.bob, str(n)) for n in range(5)]
+            + [self._text(self.alice, self.carol, "other")], 5)
+        key = conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id)
+        newest = await self.store.conversation_page(key, limit=2)
+        self.assertEqual([m.content for m in newest], ["4", "3"])
+        older = await self.store.conversation_page(key, newest[-1].id, 10)
+        self.assertEqual([m.content for m in older], ["2", "1", "0"])
+
+
+class FakeStore:
+    """
+    A message store that records its batches and can be made to fail; the
+    database itself is exercised by L{BatchWriterDatabaseTests}.
+    """
+
+    def __init__(self):
+        self.batches = []
+        self.pending = []
+        self.next_id = 1
+
+    def insert_batch(self, messages, created_at):
+        from twisted.internet.defer import Deferred
+
+        from chatd.stores.messages import Stored
+
+        self.batches.append(list(messages))
+        d = Deferred()
+        results = []
+        for _ in messages:
+            results.append(Stored(self.next_id, created_at))
+            self.next_id += 1
+        self.pending.append((d, results))
+        return d
+
+    def commit(self):
+        d, results = self.pending.pop(0)
+        d.callback(results)
+
+    def fail(self):
+        d, _ = self.pending.pop(0)
+        d.errback(RuntimeError("database down"))
+
+
+class BatchWriterTests(TestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.store = FakeStore()
+        self.writer = BatchWriter(self.store, self.clock, batch_size=3)
+
+    def _message(self, n):
+        return NewMessage(1, f"c{n}", ONE_TO_ONE, 2, 1, str(n))
+
+    def test_arriving_together_share_a_commit(self):
+        results = [self.writer.submit(self._message(n)) for n in range(2)]
+        self.assertEqual(self.store.batches, [])
+        self.clock.advance(0)
+        self.assertEqual(len(self.store.batches), 1)
+        self.assertEqual(len(self.store.batches[0]), 2)
+        self.store.commit()
+        self.assertEqual([self.successResultOf(d).id for d in results], [1, 2])
+
+    def test_during_a_commit_waits_for_the_next(self):
+        """
+        Messages submitted while a transaction is in flight go together
+        into the next one, at most C{batch_size} each.
+        """
+        first = self.writer.submit(self._message(0))
+        self.clock.advance(0)
+        later = [self.writer.submit(self._message(n)) for n in range(1, 6)]
+        self.clock.advance(0)
+        self.assertEqual(len(self.store.batches), 1)
+        self.assertNoResult(later[0])
+        self.store.commit()
+        self.successResultOf(first)
+        self.clock.advance(0)
+        self.assertEqual([len(b) for b in self.store.batches], [1, 3])
+        self.store.commit()
+        self.clock.advance(0)
+        self.assertEqual([len(b) for b in self.store.batches], [1, 3, 2])
+        self.store.commit()
+        self.assertEqual([self.successResultOf(d).id for d in later],
+                         [2, 3, 4, 5, 6])
+        self.assertEqual(self.writer.commits, 3)
+
+    def test_failure_fails_the_batch_only(self):
+        bad = self.writer.submit(self._message(0))
+        self.clock.advance(0)
+        self.store.fail()
+        self.failureResultOf(bad, StorageUnavailable)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        good = self.writer.submit(self._message(1))
+        self.clock.advance(0)
+        self.store.commit()
+        self.successResultOf(good)
+
+    def test_stop_flushes(self):
+        d = self.writer.submit(self._message(0))
+        self.writer.startService()
+        stopped = self.writer.stopService()
+        self.assertNoResult(stopped)
+        self.store.commit()
+        self.successResultOf(d)
+        self.successResultOf(stopped)
+        self.failureResultOf(self.writer.submit(self._message(1)),
+                             StorageUnavailable)
+
+    def test_batch_delay(self):
+        writer = BatchWriter(self.store, self.clock, batch_delay=0.5)
+        writer.submit(self._message(0))
+        self.clock.advance(0.4)
+        writer.submit(self._message(1))
+        self.assertEqual(self.store.batches, [])
+        self.clock.advance(0.1)
+        self.assertEqual([len(b) for b in self.store.batches], [2])
+
+
+class BatchWriterDatabaseTests(TestCase):
+    async def test_group_commit_on_the_database(self):
+        """
+        Many messages submitted at once are stored in one transaction, and
+        a resend in the same batch is stored once.
+        """
+        database = await migrated_database(self)
+        alice = await create_user(database, "alice")
+        bob = await create_user(database, "bob")
+        writer = BatchWriter(MessageStore(database), reactor)
+        results = await gatherResults([
+            writer.submit(NewMessage(alice.id, f"c{n % 40}", ONE_TO_ONE,
+                                     bob.id, 1, str(n)))
+            for n in range(50)])
+        self.assertEqual(writer.commits, 1)
+        self.assertEqual(len({r.id for r in results}), 40)
+        self.assertEqual(sum(r.duplicate for r in results), 10)
+        stored = await MessageStore(database).since(alice.id, [], 0, 100)
+        self.assertEqual(len(stored), 40)
