@@ -197,6 +197,18 @@ def conversation_page_txn(txn, conversation, before_id, limit):
     return [_stored_from_row(row) for row in txn.fetchall()]
 
 
+def conversation_after_txn(txn, conversation, after_id, limit):
+    """
+    Up to C{limit} messages of one conversation with an id above
+    C{after_id}, oldest first.
+    """
+    txn.execute(
+        f"SELECT {_STORED_COLUMNS}{_STORED_FROM}"
+        " WHERE m.conversation = ? AND m.id > ? ORDER BY m.id LIMIT ?",
+        (conversation, after_id, limit))
+    return [_stored_from_row(row) for row in txn.fetchall()]
+
+
 def count_by_client_id_txn(txn, sender_id, client_msg_id):
     txn.execute(
         "SELECT COUNT(*) FROM messages WHERE sender_id = ? AND client_msg_id = ?",
@@ -231,6 +243,14 @@ class MessageStore:
         return await self._database.run(
             "conversation_page", conversation_page_txn, conversation,
             before_id, limit)
+
+    async def conversation_after(self, conversation, after_id, limit=50):
+        """
+        See L{conversation_after_txn}.
+        """
+        return await self._database.run(
+            "conversation_after", conversation_after_txn, conversation,
+            after_id, limit)
 
     async def count_by_client_id(self, sender_id, client_msg_id):
         """
