@@ -9,7 +9,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd.storage.database import Database
 from chatd.storage.engines import MysqlEngine, SqliteEngine
-from tests.helpers import ENGINE, database_url, make_database, migrated_database
+from tests.helpers import (
+    ENGINE,
+    _mysql_admin,
+    database_url,
+    make_database,
+    migrated_database,
+)
 
 
 def _insert_user_txn(txn, uuid, username, created_at=1):
@@ -192,3 +198,32 @@ class RetryTests(SynchronousTestCase):
     def test_mysql_parameter_style(self):
         self.assertEqual(MysqlEngine.convert("SELECT '%' WHERE a = ? AND b = ?"),
                          "SELECT '%%' WHERE a = %s AND b = %s")
+
+
+class MysqlReconnectTests(TestCase):
+    """
+    A MySQL connection lost under chatd is replaced and the transaction
+    retried. (Defined only when the suite runs on MySQL.)
+    """
+
+    async def test_lost_connection_is_retried(self):
+        database = await migrated_database(self)
+
+        def connection_id_txn(txn):
+            txn.execute("SELECT CONNECTION_ID()")
+            return txn.fetchone()[0]
+
+        first = await database.run("id", connection_id_txn)
+        _mysql_admin([f"KILL CONNECTION {first}"])
+        second = await database.run("id", connection_id_txn)
+        self.assertNotEqual(first, second)
+        self.assertEqual(await database.run("count", _count_txn, "users"), 0)
+        # adbapi logs the failed rollback on the dead connection.
+        from twisted.enterprise.adbapi import ConnectionLost
+
+        self.assertTrue(self.flushLoggedErrors(ConnectionLost))
+        self.flushLoggedErrors(database.engine.module.MySQLError)
+
+
+if ENGINE != "mysql":
+    del MysqlReconnectTests

@@ -129,6 +129,8 @@ class MysqlEngine:
         return None
 
     def is_retryable(self, error):
+        if isinstance(error, adbapi.ConnectionLost):
+            return True
         code = self._code(error)
         return code in _MYSQL_DEADLOCKS or code in _MYSQL_LOST_CONNECTION
 
