@@ -1,0 +1,312 @@
+"""
+Messaging: the rules for what a connected user may send, and what happens
+to it.
+
+  - The sender is always the authenticated user: a frame whose C{from}
+    names anyone else is refused.
+  - One-to-one messages go to friends; group messages to groups the sender
+    is a member of. Routing facts come from the Hub's in-memory caches.
+  - Attachments (a base64 data URL in C{content}, or bytes in C{file}) are
+    stored through the L{chatd.files.FileStore} first; the message then
+    carries their C{url}.
+  - Messages (contentType 1-5) are stored through the group-commit
+    L{chatd.batching.BatchWriter}; only once durable are they delivered
+    and acknowledged. A resent client message id is acknowledged again but
+    neither stored nor delivered twice.
+  - Calls (type "webrtc", or contentType 6 and up) are relayed, never
+    stored. A frame with no C{to} is a broadcast, for administrators only.
+  - Sync replays what a user missed, in pages, then a "done" frame.
+
+Connections (see L{chatd.hub}) also have C{send_frame(message)} and
+C{wait_writable()}, a Deferred that fires once their outgoing buffer has
+room (or they are gone; then C{connected} is false).
+"""
+
+import weakref
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from chatd.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from chatd.protocol import frames
+from chatd.protocol.frames import Message, refuse
+from chatd.stores.messages import NewMessage
+
+log = Logger()
+
+_FROM = "from"
+
+
+def _get_from(frame):
+    return getattr(frame, _FROM)
+
+
+def delivery_frame(sender, message_type, to_uuid, group_uuid, content_type,
+                   content, url, message_id, created_at, client_msg_id,
+                   recipient_username=""):
+    """
+    A message as its recipients get it, go-chat style: for a group, C{from}
+    is the group's uuid and C{to} the sender's.
+    """
+    frame = Message(
+        avatar=sender.avatar, fromUsername=sender.username,
+        contentType=content_type, content=content, messageType=message_type,
+        url=url, id=message_id, createAt=created_at,
+        clientMsgId=client_msg_id or "", toUsername=recipient_username)
+    if message_type == frames.GROUP:
+        setattr(frame, _FROM, group_uuid)
+        frame.to = sender.uuid
+    else:
+        setattr(frame, _FROM, sender.uuid)
+        frame.to = to_uuid
+    return frame
+
+
+class _Sender:
+    """
+    A stand-in for a L{User} in frames built from stored rows.
+    """
+
+    def __init__(self, uuid, username, avatar):
+        self.uuid, self.username, self.avatar = uuid, username, avatar
+
+
+class Messaging:
+    """
+    @param hub: the L{chatd.hub.Hub}.
+    @param writer: the L{chatd.batching.BatchWriter}.
+    @param messages: the L{chatd.stores.messages.MessageStore} (for sync).
+    @param files: the L{chatd.files.FileStore}.
+    @param config: the L{chatd.config.WebsocketConfig}.
+    """
+
+    def __init__(self, hub, writer, messages, files, config):
+        self._hub = hub
+        self._writer = writer
+        self._messages = messages
+        self._files = files
+        self._config = config
+        self._tails = weakref.WeakKeyDictionary()
+
+    def check_sender(self, connection, frame):
+        """
+        @raise Forbidden: the frame claims to be from someone else.
+        """
+        claimed = _get_from(frame)
+        if claimed and claimed != connection.user.uuid:
+            raise refuse(Forbidden, "from must be your own uuid; you cannot"
+                         " send as someone else", "spoofed_from")
+
+    # Messages.
+
+    async def send(self, connection, frame):
+        """
+        Handle a chat message frame (type ""): check, store, deliver, ack.
+        Frames of one connection are stored in the order they arrived.
+        """
+        self.check_sender(connection, frame)
+        if frame.contentType >= 6:
+            return await self.relay(connection, frame)
+        if not frame.to:
+            return await self.broadcast(connection, frame)
+        previous = self._tails.get(connection, succeed(None))
+        mine = Deferred()
+        self._tails[connection] = mine
+        try:
+            try:
+                prepared = await self._prepare(connection, frame)
+            finally:
+                await previous
+            stored_d = self._writer.submit(prepared.record)
+        finally:
+            mine.callback(None)
+        stored = await stored_d
+        if not stored.duplicate:
+            self._deliver(connection, prepared, stored)
+        connection.send_frame(frames.ack_frame(
+            frame.clientMsgId, stored.id, stored.created_at, frame.to,
+            prepared.record.message_type))
+
+    async def _prepare(self, connection, frame):
+        user = connection.user
+        if frame.contentType not in frames.STORED_CONTENT_TYPES:
+            raise refuse(BadRequest, f"unknown contentType {frame.contentType}",
+                         "bad_content_type")
+        if len(frame.clientMsgId) > 64 or not frame.clientMsgId.isascii():
+            raise refuse(BadRequest, "clientMsgId: at most 64 ASCII characters",
+                         "bad_client_msg_id")
+        message_type = frame.messageType or frames.ONE_TO_ONE
+        if message_type == frames.ONE_TO_ONE:
+            recipient = await self._hub.user_by_uuid(frame.to)
+            if recipient is None:
+                raise refuse(NotFound, "no such user", "unknown_recipient")
+            if recipient.id != user.id and not await self._hub.are_friends(
+                    user.id, recipient.id):
+                raise refuse(Forbidden, f"{recipient.username} is not your"
+                             " friend", "not_friend")
+            recipient_id, group_uuid = recipient.id, ""
+            recipients = {user.id, recipient.id}
+        elif message_type == frames.GROUP:
+            group = await self._hub.group_by_uuid(frame.to)
+            if group is None:
+                raise refuse(NotFound, "no such group", "unknown_group")
+            members = await self._hub.group_members(group.id)
+            if user.id not in members:
+                raise refuse(Forbidden, "you are not a member of this group",
+                             "not_member")
+            recipient_id, group_uuid, recipient = group.id, group.uuid, None
+            recipients = members
+        else:
+            raise refuse(BadRequest, f"unknown messageType {frame.messageType}",
+                         "bad_message_type")
+        content_type, content, url = await self._content(user, frame)
+        record = NewMessage(
+            sender_id=user.id, client_msg_id=frame.clientMsgId or None,
+            message_type=message_type, recipient_id=recipient_id,
+            content_type=content_type, content=content, url=url)
+        return _Prepared(record, recipients, group_uuid, frame.to,
+                         recipient.username if recipient else "")
+
+    async def _content(self, user, frame):
+        """
+        The contentType, content and url to store, attachments saved.
+        """
+        content_type, content, url = frame.contentType, frame.content, frame.url
+        if len(content) > self._config.max_content_chars:
+            raise refuse(PayloadTooLarge, "content is longer than"
+                         f" {self._config.max_content_chars} characters",
+                         "too_large")
+        if frame.file:
+            stored = await self._files.save(user.id, frame.file, frame.fileSuffix)
+            return frames.content_type_for(stored.media_type), "", stored.name
+        if content_type == frames.FILE and ";base64," in content[:512]:
+            data, _ = frames.decode_data_url(content)
+            stored = await self._files.save(user.id, data, frame.fileSuffix)
+            return frames.FILE, "", stored.name
+        if content_type == frames.TEXT:
+            if not content:
+                raise refuse(BadRequest, "empty message", "empty")
+            return content_type, content, ""
+        if not url:
+            raise refuse(BadRequest, "an attachment needs file bytes, a data"
+                         " URL or the url of a stored file", "no_attachment")
+        await self._files.find(url)
+        return content_type, content, url
+
+    def _deliver(self, connection, prepared, stored):
+        record = prepared.record
+        frame = delivery_frame(
+            connection.user, record.message_type, prepared.to,
+            prepared.group_uuid, record.content_type, record.content,
+            record.url, stored.id, stored.created_at, record.client_msg_id,
+            prepared.recipient_username)
+        self._hub.deliver(prepared.recipients, frames.encode(frame),
+                          exclude=connection)
+
+    # Relays, never stored.
+
+    async def relay(self, connection, frame):
+        """
+        Call signalling and media (type "webrtc", or contentType 6 and up):
+        passed to a friend's devices, or a group's other members, as-is
+        but for the sender's identity.
+        """
+        self.check_sender(connection, frame)
+        user = connection.user
+        if not frame.to:
+            return await self.broadcast(connection, frame)
+        out = Message()
+        out.CopyFrom(frame)
+        out.avatar, out.fromUsername = user.avatar, user.username
+        setattr(out, _FROM, user.uuid)
+        if frame.messageType == frames.GROUP:
+            group = await self._hub.group_by_uuid(frame.to)
+            if group is None:
+                raise refuse(NotFound, "no such group", "unknown_group")
+            members = await self._hub.group_members(group.id)
+            if user.id not in members:
+                raise refuse(Forbidden, "you are not a member of this group",
+                             "not_member")
+            setattr(out, _FROM, group.uuid)
+            out.to = user.uuid
+            targets = members - {user.id}
+        else:
+            recipient = await self._hub.user_by_uuid(frame.to)
+            if recipient is None:
+                raise refuse(NotFound, "no such user", "unknown_recipient")
+            if not await self._hub.are_friends(user.id, recipient.id):
+                raise refuse(Forbidden, f"{recipient.username} is not your"
+                             " friend", "not_friend")
+            targets = {recipient.id}
+        self._hub.deliver(targets, frames.encode(out), exclude=connection)
+
+    async def broadcast(self, connection, frame):
+        """
+        A frame with no C{to}: go-chat sends it to everyone connected; chatd
+        lets only administrators do that.
+        """
+        user = connection.user
+        if not user.is_admin:
+            raise refuse(Forbidden, "only administrators may broadcast (a"
+                         " message needs a to)", "not_admin")
+        out = Message()
+        out.CopyFrom(frame)
+        out.avatar, out.fromUsername = user.avatar, user.username
+        setattr(out, _FROM, user.uuid)
+        self._hub.deliver(self._hub.connected_user_ids(), frames.encode(out),
+                          exclude=connection)
+
+    # Catch-up.
+
+    async def sync(self, connection, frame):
+        """
+        Replay the user's messages after C{sinceId}, oldest first, in pages
+        of C{sync_page_size}, waiting for the connection's buffer to drain
+        between pages; then a "done" frame with the last id replayed.
+        """
+        user = connection.user
+        last = max(frame.sinceId, 0)
+        wanted = self._config.sync_max_messages
+        if frame.limit > 0:
+            wanted = min(wanted, frame.limit)
+        page_size = self._config.sync_page_size
+        group_ids = await self._hub.group_ids_of(user.id)
+        sent = 0
+        more = False
+        while True:
+            if sent >= wanted:
+                more = bool(await self._messages.since(user.id, group_ids,
+                                                       last, 1))
+                break
+            page = await self._messages.since(
+                user.id, group_ids, last, min(page_size, wanted - sent))
+            if not connection.connected:
+                return
+            for message in page:
+                connection.send_frame(self._replay_frame(message))
+                last = message.id
+            sent += len(page)
+            if len(page) < min(page_size, wanted - sent + len(page)):
+                break
+            await connection.wait_writable()
+            if not connection.connected:
+                return
+        connection.send_frame(frames.sync_done_frame(last, more))
+
+    def _replay_frame(self, message):
+        sender = _Sender(message.sender_uuid, message.sender_username,
+                         message.sender_avatar)
+        return delivery_frame(
+            sender, message.message_type, message.recipient_uuid,
+            message.recipient_uuid, message.content_type, message.content,
+            message.url, message.id, message.created_at,
+            message.client_msg_id, message.recipient_username)
+
+
+class _Prepared:
+    def __init__(self, record, recipients, group_uuid, to, recipient_username):
+        self.record = record
+        self.recipients = recipients
+        self.group_uuid = group_uuid
+        self.to = to
+        self.recipient_username = recipient_username

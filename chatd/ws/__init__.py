@@ -1,0 +1,3 @@
+"""
+The WebSocket endpoint at C{/socket.io}: Autobahn protocol and factory.
+"""

@@ -1,0 +1,110 @@
+"""
+The WebSocket factory and resource at C{/socket.io}, and the function that
+builds the real-time messaging parts.
+"""
+
+from dataclasses import dataclass
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory
+
+from chatd.ws.protocol import ChatServerProtocol
+
+
+@dataclass(frozen=True)
+class Settings:
+    """
+    What the protocols need from the configuration.
+    """
+
+    cookie_name: str
+    allowed_origins: tuple
+    max_outgoing_bytes: int
+    max_pending_frames: int
+
+
+class ChatWebSocketFactory(WebSocketServerFactory):
+    """
+    Makes L{ChatServerProtocol}s and gives them the Hub, the messaging
+    handler, the token service and the user store.
+    """
+
+    protocol = ChatServerProtocol
+
+    def __init__(self, hub, messaging, tokens, users, settings, reactor,
+                 websocket_config):
+        super().__init__(reactor=reactor)
+        self.hub = hub
+        self.messaging = messaging
+        self.tokens = tokens
+        self.users = users
+        self.settings = settings
+        c = websocket_config
+        self.setProtocolOptions(
+            maxFramePayloadSize=c.max_frame_bytes,
+            maxMessagePayloadSize=c.max_message_bytes,
+            openHandshakeTimeout=c.open_handshake_timeout,
+            closeHandshakeTimeout=c.close_handshake_timeout,
+            autoPingInterval=c.autoping_interval,
+            autoPingTimeout=c.autoping_timeout,
+            autoPingRestartOnAnyTraffic=True,
+            failByDrop=False,
+        )
+
+
+class ChatWebSocketResource(WebSocketResource):
+    """
+    Autobahn's resource, taking the connection away from twisted.web's idle
+    timeout (the WebSocket has its own pings).
+    """
+
+    def render(self, request):
+        if request.channel is not None:
+            request.channel.setTimeout(None)
+        return super().render(request)
+
+
+@dataclass(frozen=True)
+class Realtime:
+    """
+    The real-time messaging parts, for the service tree and the site.
+    """
+
+    writer: object
+    hub: object
+    messaging: object
+    factory: ChatWebSocketFactory
+    resource: ChatWebSocketResource
+
+
+def build_realtime(config, database, reactor, parts):
+    """
+    Build the group-commit writer, the Hub, the messaging handler and the
+    WebSocket factory and resource, over the shared L{chatd.parts.Parts}
+    (stores, token service, file store, change events).
+
+    The writer and the Hub are services: put them in the service tree
+    after the database and before the listeners, in that order (the Hub
+    starts and stops the factory). Mount C{resource} at C{/socket.io}.
+    """
+    from chatd.batching import BatchWriter
+    from chatd.handlers.messaging import Messaging
+    from chatd.hub import Hub
+
+    ws = config.websocket
+    writer = BatchWriter(parts.messages, reactor, batch_size=ws.batch_size,
+                         batch_delay=ws.batch_delay)
+    hub = Hub(parts.users, parts.social_store, parts.group_store, parts.events,
+              max_connections_per_user=ws.max_connections_per_user)
+    messaging = Messaging(hub, writer, parts.messages, parts.files, ws)
+    settings = Settings(
+        cookie_name=config.auth.cookie_name,
+        allowed_origins=tuple(config.server.allowed_origins),
+        max_outgoing_bytes=ws.max_outgoing_bytes,
+        max_pending_frames=ws.max_pending_frames)
+    factory = ChatWebSocketFactory(hub, messaging, parts.tokens, parts.users,
+                                   settings, reactor, ws)
+    hub.set_prepare(lambda payload: factory.prepareMessage(payload, isBinary=True))
+    hub.manage_factory(factory)
+    return Realtime(writer, hub, messaging, factory,
+                    ChatWebSocketResource(factory))

@@ -1,0 +1,347 @@
+"""
+The WebSocket protocol at C{/socket.io}.
+
+Wire protocol (docs/protocol.md has every detail): binary WebSocket
+messages, each one protobuf C{protocol.Message} (proto/message.proto),
+go-chat compatible. The C{type} field picks the frame kind:
+
+  client -> server
+    ""          a chat message (contentType 1-5 stored, 6+ relayed)
+    "heatbeat"  ping; answered with {type: "heatbeat", content: "pong"}
+    "webrtc"    call signalling, relayed to C{to}
+    "sync"      replay messages after C{sinceId}
+  server -> client
+    ""          a delivered message (live, another device's, or replayed)
+    "heatbeat"  pong
+    "webrtc"    relayed signalling
+    "ack"       a message is durable: C{clientMsgId}, C{id}, C{createAt}
+    "error"     a frame was refused: C{errorCode}, C{content}, C{clientMsgId}
+    "sync"      C{content "done"}: the replay is complete up to C{id}
+
+The upgrade is authenticated before the 101 (token query parameter,
+Authorization header, or cookie from an allowed Origin). Protocols only
+translate: frames to Hub and handler calls, results to frames; no SQL here.
+"""
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chatd.auth.tokens import token_from_headers
+from chatd.errors import ChatError, TooManyRequests, Unauthorized
+from chatd.protocol import frames
+
+# Close codes chatd uses besides the standard ones (1000 normal, 1001 going
+# away, 1009 message too big).
+CLOSE_SLOW_READER = 4008
+CLOSE_TOO_MANY_CONNECTIONS = 4029
+
+# Frame types and the method that handles each.
+_HANDLERS = {
+    frames.MESSAGE: "handle_message",
+    frames.HEARTBEAT: "handle_heartbeat",
+    frames.WEBRTC: "handle_webrtc",
+    frames.SYNC: "handle_sync",
+}
+
+
+@implementer(IPushProducer)
+class OutgoingBuffer:
+    """
+    The producer a connection registers with its transport: the transport
+    pauses it when its own buffer is full. While paused, bytes still sent
+    are counted; past C{limit} the connection is cut off.
+    """
+
+    def __init__(self, limit, on_overflow):
+        self.limit = limit
+        self.paused = False
+        self.backlog = 0
+        self._on_overflow = on_overflow
+        self._waiters = []
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        self.backlog = 0
+        self._wake()
+
+    def stopProducing(self):
+        self._wake()
+
+    def _wake(self):
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def account(self, size):
+        """
+        Count C{size} bytes about to be sent; return False (after calling
+        C{on_overflow}) if they would take the backlog past the limit.
+        """
+        if not self.paused:
+            return True
+        self.backlog += size
+        if self.backlog > self.limit:
+            self._on_overflow()
+            return False
+        return True
+
+    def wait_writable(self):
+        if not self.paused:
+            return succeed(None)
+        waiter = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+
+class ChatServerProtocol(WebSocketServerProtocol):
+    """
+    One client connection. Its factory (L{chatd.ws.factory.ChatWebSocketFactory})
+    provides C{hub}, C{messaging}, C{tokens}, C{users}, C{settings}.
+
+    @ivar user: the authenticated L{chatd.stores.users.User}.
+    @ivar connected: True while frames can be sent to it.
+    """
+
+    _log = Logger()
+    user = None
+    connected = False
+    _attached = False
+
+    def __init__(self):
+        super().__init__()
+        self._pending = 0
+        self._reading_paused = False
+        self._buffer = None
+        self._lost = Deferred()
+
+    # The opening handshake.
+
+    def onConnect(self, request):
+        d = Deferred.fromCoroutine(self._authenticate(request))
+        d.addErrback(self._deny)
+        return d
+
+    async def _authenticate(self, request):
+        factory = self.factory
+        settings = factory.settings
+        token = (request.params.get("token") or [None])[0]
+        if not token:
+            token = token_from_headers(request.headers.get("authorization"),
+                                       None)
+        if not token:
+            token = token_from_headers(None, request.headers.get("cookie"),
+                                       settings.cookie_name)
+            if token:
+                self._check_origin(request)
+        if not token:
+            raise Unauthorized("sign in first: send a token")
+        identity = await factory.tokens.verify(token)
+        claimed = (request.params.get("user") or [""])[0]
+        if claimed and claimed != identity.uuid:
+            raise ConnectionDeny(403, "user does not match the token")
+        user = await factory.users.get_by_id(identity.user_id)
+        if user is None:
+            raise Unauthorized("the token's user no longer exists")
+        factory.hub.check_capacity(user.id)
+        self.user = user
+        self.identity = identity
+        return None
+
+    def _check_origin(self, request):
+        """
+        Cookie logins are sent by browsers from any page: only the server's
+        own origin and the configured ones may use them.
+        """
+        origin = (request.headers.get("origin") or "").strip().rstrip("/")
+        scheme = "https" if ISSLTransport.providedBy(self.transport) else "http"
+        own = f"{scheme}://{request.host}"
+        allowed = {own.lower()}
+        allowed.update(o.lower().rstrip("/")
+                       for o in self.factory.settings.allowed_origins)
+        if not origin or origin.lower() not in allowed:
+            raise ConnectionDeny(
+                403, "cookie-authenticated WebSockets must come from an"
+                " allowed Origin")
+
+    def _deny(self, failure):
+        error = failure.value
+        if isinstance(error, ConnectionDeny):
+            self._log.info("Refused a WebSocket upgrade from {peer}: {reason}",
+                           peer=self.peer, reason=error.reason)
+            raise error
+        if isinstance(error, ChatError):
+            self._log.info("Refused a WebSocket upgrade from {peer}: {reason}",
+                           peer=self.peer, reason=error.message)
+            raise ConnectionDeny(error.status, error.message)
+        self._log.failure("WebSocket upgrade failed", failure)
+        raise ConnectionDeny(500, "internal error")
+
+    def onOpen(self):
+        try:
+            self._open()
+        except Exception:
+            self._log.failure("Opening a WebSocket failed")
+            self.dropConnection(abort=True)
+
+    def _open(self):
+        settings = self.factory.settings
+        try:
+            self.factory.hub.attach(self)
+        except TooManyRequests as error:
+            self.sendClose(CLOSE_TOO_MANY_CONNECTIONS, error.message)
+            return
+        self._attached = True
+        self.connected = True
+        self._buffer = OutgoingBuffer(settings.max_outgoing_bytes,
+                                      self._cut_off)
+        # twisted.web's channel registered itself as the transport's
+        # producer; the connection is ours now.
+        self.transport.unregisterProducer()
+        self.transport.registerProducer(self._buffer, True)
+        self.send_frame(frames.welcome_frame(self.user.uuid))
+
+    # Frames in.
+
+    def onMessage(self, payload, isBinary):
+        if not self.connected:
+            return
+        if not isBinary:
+            self._send_error(frames.refuse(
+                ChatError, "frames are binary protobuf Messages", "not_binary"))
+            return
+        try:
+            frame = frames.decode(payload)
+        except ChatError as error:
+            self._send_error(error)
+            return
+        name = _HANDLERS.get(frame.type)
+        if name is None:
+            self._send_error(frames.refuse(
+                ChatError, f"unknown frame type {frame.type!r}",
+                "unknown_type"), frame.clientMsgId)
+            return
+        self._started()
+        d = Deferred.fromCoroutine(getattr(self, name)(frame))
+        d.addErrback(self._failed, frame)
+        d.addBoth(self._finished)
+
+    def _started(self):
+        self._pending += 1
+        if (self._pending >= self.factory.settings.max_pending_frames
+                and not self._reading_paused):
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def _finished(self, _):
+        self._pending -= 1
+        if self._reading_paused and self._pending < max(
+                1, self.factory.settings.max_pending_frames // 2):
+            self._reading_paused = False
+            if self.connected:
+                self.transport.resumeProducing()
+
+    def _failed(self, failure, frame):
+        error = failure.value
+        if not isinstance(error, ChatError):
+            self._log.failure("Handling a {kind!r} frame from {user} failed",
+                              failure, kind=frame.type,
+                              user=self.user.username)
+            error = frames.refuse(ChatError, "internal error", "internal")
+        self._send_error(error, frame.clientMsgId)
+
+    def _send_error(self, error, client_msg_id=""):
+        self.send_frame(frames.error_frame(error, client_msg_id))
+
+    async def handle_message(self, frame):
+        await self.factory.messaging.send(self, frame)
+
+    async def handle_heartbeat(self, frame):
+        self.send_frame(frames.pong_frame())
+
+    async def handle_webrtc(self, frame):
+        await self.factory.messaging.relay(self, frame)
+
+    async def handle_sync(self, frame):
+        await self.factory.messaging.sync(self, frame)
+
+    # Frames out.
+
+    def send_frame(self, frame):
+        """
+        Send one frame to this connection only.
+        """
+        self.send_prepared(self.factory.prepareMessage(
+            frames.encode(frame), isBinary=True))
+
+    def send_prepared(self, prepared):
+        """
+        Send a frame prepared once for a fan-out, unless this connection is
+        too far behind (then it is cut off).
+        """
+        if not self.connected or self.state != self.STATE_OPEN:
+            return
+        if self._buffer.account(len(prepared.payloadHybi)):
+            self.sendPreparedMessage(prepared)
+
+    def wait_writable(self):
+        """
+        A Deferred firing when the outgoing buffer has room again (or the
+        connection is gone).
+        """
+        if not self.connected:
+            return succeed(None)
+        return self._buffer.wait_writable()
+
+    def _cut_off(self):
+        """
+        The peer reads too slowly: stop sending, tell it why (it sees the
+        code once it reads what is queued), and drop it if it does not
+        answer the close in time.
+        """
+        self._log.warn(
+            "Closing the connection of {user} from {peer}: more than {limit}"
+            " bytes queued", user=self.user.username, peer=self.peer,
+            limit=self._buffer.limit)
+        self._detach()
+        self.sendClose(CLOSE_SLOW_READER,
+                       "too slow: reconnect and sync to catch up")
+
+    # Closing.
+
+    def close_going_away(self):
+        """
+        Close because the server stops; the Deferred fires when the
+        connection is gone.
+        """
+        self._detach()
+        if self.state == self.STATE_OPEN:
+            self.sendClose(1001, "the server is shutting down")
+        elif self.transport is not None and self.state != self.STATE_CLOSED:
+            self.dropConnection(abort=True)
+        return self._lost
+
+    def _detach(self):
+        self.connected = False
+        if self._attached:
+            self._attached = False
+            self.factory.hub.detach(self)
+        if self._buffer is not None:
+            self._buffer.stopProducing()
+
+    def onClose(self, wasClean, code, reason):
+        self._detach()
+
+    def connectionLost(self, reason):
+        try:
+            super().connectionLost(reason)
+        finally:
+            self._detach()
+            if not self._lost.called:
+                self._lost.callback(None)
