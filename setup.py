@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=find_packages(include=["chatd", "chatd.*"]) + ["twisted.plugins"],
+    packages=find_packages(include=["chatd", "chatd.*", "bench"]) + ["twisted.plugins"],
     package_data={
         "chatd.storage": ["schema/sqlite/*.sql", "schema/mysql/*.sql"],
         "twisted.plugins": ["chatd_plugin.py"],
@@ -31,6 +31,7 @@ setup(
     entry_points={
         "console_scripts": [
             "chatd=chatd.cli:main",
+            "chatd-bench=bench.cli:main",
         ],
     },
     classifiers=[

@@ -1,0 +1,341 @@
+"""
+chatd-bench: run a bounded load scenario against chatd (SQLite, MariaDB)
+and the plain-Autobahn baseline, loopback only, and report medians.
+
+    chatd-bench pairs --servers sqlite,mysql,baseline --pairs 50 --window 10 --seconds 10
+    chatd-bench group --members 1000 --senders 4 --seconds 10
+    chatd-bench rate --rate 5000 --pairs 50 --seconds 10
+    chatd-bench conns --count 10000
+    chatd-bench rest --seconds 10
+
+Each run starts a fresh server pinned to one core (--server-cpu) and the
+generator's worker processes on the others (--client-cpus), creates its
+users through the REST API, measures, and stops the server. --repeat runs
+each server that many times; the report gives the median of each figure.
+"""
+
+import argparse
+import bisect
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+
+from bench import population
+from bench.server import Server, raise_file_limit
+from bench.worker import worker_main
+
+SCENARIOS = ("pairs", "group", "rate", "conns", "rest")
+BOUND_SECONDS = 120
+BOUND_CONNECTIONS = 20000
+
+
+def _percentile(values, fraction):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _split(items, parts):
+    return [items[i::parts] for i in range(parts)]
+
+
+def _ws_address(server):
+    return ("127.0.0.1", server.port)
+
+
+class Run:
+    """
+    One scenario against one fresh server.
+    """
+
+    def __init__(self, args, kind):
+        self.args = args
+        self.kind = kind
+        self.server = Server(kind, cpu=args.server_cpu,
+                             mysql_url=args.mysql_url,
+                             scrypt_log2_n=15 if args.scenario == "rest" else 10)
+
+    def accounts(self, prefix, count):
+        if self.kind == "baseline":
+            return population.fake_accounts(prefix, count)
+        return population.create_accounts(self.server.url, prefix, count)
+
+    # Plans: the connections each worker opens and what they send.
+
+    def plan_pairs(self):
+        a = self.args
+        accounts = self.accounts("pair", 2 * a.pairs)
+        senders, receivers = accounts[0::2], accounts[1::2]
+        if self.kind != "baseline":
+            population.befriend(self.server.url, list(zip(senders, receivers, strict=True)))
+        connections, expected = [], []
+        for i, (s, r) in enumerate(zip(senders, receivers, strict=True)):
+            key = f"p{i}"
+            connections.append({"uuid": s.uuid, "token": s.token, "role": "sender",
+                                "to": r.uuid, "message_type": 1, "key": key})
+            connections.append({"uuid": r.uuid, "token": r.token, "role": "receiver"})
+            expected.append((r.uuid, key))
+        return connections, expected
+
+    def plan_group(self):
+        a = self.args
+        members = self.accounts("member", a.members)
+        if self.kind == "baseline":
+            group = "bench-group"
+        else:
+            group = population.create_group(self.server.url, members[0], members)
+        connections, expected = [], []
+        sender_keys = {}
+        for i, m in enumerate(members):
+            spec = {"uuid": m.uuid, "token": m.token, "role": "receiver"}
+            if self.kind == "baseline":
+                spec["join"] = group
+            if i < a.senders:
+                key = f"g{i}"
+                sender_keys[m.uuid] = key
+                spec.update(role="sender", to=group, message_type=2, key=key)
+            connections.append(spec)
+        for m in members:
+            for sender_uuid, key in sender_keys.items():
+                if sender_uuid != m.uuid:
+                    expected.append((m.uuid, key))
+        return connections, expected
+
+    def plan_conns(self):
+        a = self.args
+        users = min(a.count, 2000)
+        accounts = self.accounts("idle", users)
+        connections = [{"uuid": accounts[i % users].uuid, "token": accounts[i % users].token,
+                        "role": "idle"} for i in range(a.count)]
+        return connections, []
+
+    # Running.
+
+    def run(self):
+        self.server.start()
+        try:
+            return self._measure()
+        finally:
+            self.server.stop()
+
+    def _measure(self):
+        a = self.args
+        scenario = a.scenario
+        if scenario == "rest":
+            from bench.rest import measure_rest
+
+            return measure_rest(self.server, a)
+        planner = {"pairs": self.plan_pairs, "rate": self.plan_pairs,
+                   "group": self.plan_group, "conns": self.plan_conns}[scenario]
+        connections, expected = planner()
+        rss_before = self.server.rss_bytes()
+        workers = a.workers
+        mode = {"pairs": "window", "group": "window", "rate": "rate", "conns": "idle"}[scenario]
+        context = multiprocessing.get_context("fork")
+        pipes, processes = [], []
+        cpus = a.client_cpus or [None]
+        for index, part in enumerate(_split(connections, workers)):
+            parent_end, child_end = context.Pipe()
+            plan = {"worker": index, "address": _ws_address(self.server),
+                    "ws_url": f"ws://127.0.0.1:{self.server.port}/socket.io",
+                    "connections": part, "mode": mode,
+                    "window": getattr(a, "window", 1), "rate": getattr(a, "rate", 0) / workers,
+                    "seconds": 0 if scenario == "conns" else a.seconds, "drain": 10}
+            process = context.Process(target=worker_main,
+                                      args=(plan, child_end, cpus[index % len(cpus)]))
+            process.start()
+            pipes.append(parent_end)
+            processes.append(process)
+        try:
+            ready = [self._expect(pipe, "ready") for pipe in pipes]
+            result = {"connections": sum(r["connections"] for r in ready),
+                      "connect_seconds": max(r["connect_seconds"] for r in ready)}
+            if scenario == "conns":
+                time.sleep(2)
+                rss = self.server.rss_bytes()
+                result.update({
+                    "server_rss_mb": rss / 2**20,
+                    "rss_mb_per_1000": rss / 2**20 / (a.count / 1000),
+                    "rss_growth_mb_per_1000": (rss - rss_before) / 2**20 / (a.count / 1000),
+                    "connects_per_second": a.count / result["connect_seconds"],
+                })
+            server_cpu_before = self.server.cpu_seconds()
+            for pipe in pipes:
+                pipe.send("go")
+            stats = [self._expect(pipe, "stats") for pipe in pipes]
+            server_cpu = self.server.cpu_seconds() - server_cpu_before
+            for pipe in pipes:
+                pipe.send("stop")
+        finally:
+            for process in processes:
+                process.join(30)
+                if process.is_alive():
+                    process.kill()
+        if scenario != "conns":
+            result.update(_summarise(stats, expected, connections, server_cpu))
+        return result
+
+    def _expect(self, pipe, kind):
+        if not pipe.poll(BOUND_SECONDS + 60):
+            raise RuntimeError(f"worker sent no {kind} in time")
+        got, payload = pipe.recv()
+        if got == "error":
+            raise RuntimeError(f"worker failed:\n{payload}")
+        assert got == kind, (got, kind)
+        return payload
+
+
+def _summarise(stats, expected, connections, server_cpu):
+    seconds = max(s["seconds"] for s in stats) or 1
+    acked_seqs = {}
+    for s in stats:
+        acked_seqs.update({k: set(v) for k, v in s["acked_seqs"].items()})
+    received = {}
+    for s in stats:
+        received.update(s["received"])
+    # Where each uuid's connections are: (worker, index) as the plan was split.
+    places = {}
+    for w, part in enumerate(_split(connections, len(stats))):
+        for i, spec in enumerate(part):
+            places.setdefault(spec["uuid"], []).append((w, i))
+    lost = 0
+    for uuid, key in expected:
+        acked = acked_seqs.get(key, set())
+        for place in places.get(uuid, []):
+            lost += len(acked) - _count_covered(acked, received.get(place, {}).get(key, []))
+    delivery = [x for s in stats for x in s["delivery_latency_us"]]
+    ack = [x for s in stats for x in s["ack_latency_us"]]
+    acked = sum(s["acked"] for s in stats)
+    errors = {}
+    for s in stats:
+        for code, n in s["errors"].items():
+            errors[code] = errors.get(code, 0) + n
+    return {
+        "seconds": seconds,
+        "sent": sum(s["sent"] for s in stats),
+        "acked": acked,
+        "acked_per_second": acked / seconds,
+        "delivered": len(delivery),
+        "delivered_per_second": len(delivery) / seconds,
+        "delivery_p50_ms": _ms(_percentile(delivery, 0.5)),
+        "delivery_p99_ms": _ms(_percentile(delivery, 0.99)),
+        "delivery_max_ms": _ms(max(delivery) if delivery else None),
+        "ack_p50_ms": _ms(_percentile(ack, 0.5)),
+        "ack_p99_ms": _ms(_percentile(ack, 0.99)),
+        "lost": lost,
+        "duplicates": sum(s["duplicates"] for s in stats),
+        "reordered": sum(s["reordered"] for s in stats),
+        "errors": errors,
+        "server_cpu_percent": 100 * server_cpu / seconds,
+        "generator_cpu_percent": 100 * sum(s["cpu_seconds"] for s in stats) / seconds,
+    }
+
+
+def _count_covered(numbers, runs):
+    """
+    How many of C{numbers} fall in the sorted C{[first, last]} C{runs}.
+    """
+    starts = [first for first, _ in runs]
+    count = 0
+    for n in numbers:
+        i = bisect.bisect_right(starts, n) - 1
+        if i >= 0 and n <= runs[i][1]:
+            count += 1
+    return count
+
+
+def _ms(us):
+    return None if us is None else round(us / 1000, 3)
+
+
+def _median_report(results):
+    """
+    The median of each numeric figure over repeated runs.
+    """
+    report = {}
+    for key in results[0]:
+        values = [r[key] for r in results if r.get(key) is not None]
+        if values and all(isinstance(v, (int, float)) for v in values):
+            report[key] = statistics.median(values)
+        else:
+            report[key] = values[-1] if values else None
+    return report
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="chatd-bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument("--servers", default="sqlite,baseline",
+                        help="comma-separated: sqlite, mysql, baseline")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--pairs", type=int, default=50)
+    parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=5000)
+    parser.add_argument("--members", type=int, default=100)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpus", default="1",
+                        help="comma-separated cores for the generator's workers")
+    parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306/chatd_bench")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args(argv)
+    args.client_cpus = [int(c) for c in args.client_cpus.split(",") if c != ""]
+    if not 0 < args.seconds <= BOUND_SECONDS:
+        parser.error(f"--seconds must be in (0, {BOUND_SECONDS}]")
+    if not 0 < args.count <= BOUND_CONNECTIONS:
+        parser.error(f"--count must be in (0, {BOUND_CONNECTIONS}]")
+    if not 1 <= args.repeat <= 10:
+        parser.error("--repeat must be 1 to 10")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    raise_file_limit()
+    report = {"scenario": args.scenario, "command": "chatd-bench " + " ".join(
+        sys.argv[1:] if argv is None else argv), "machine": _machine(), "servers": {}}
+    for kind in args.servers.split(","):
+        if kind == "baseline" and args.scenario == "rest":
+            continue
+        results = []
+        for _ in range(args.repeat):
+            results.append(Run(args, kind).run())
+            if not args.json:
+                print(f"{kind}: {json.dumps(results[-1])}", file=sys.stderr)
+        report["servers"][kind] = _median_report(results)
+    _add_ratios(report)
+    print(json.dumps(report, indent=2))
+
+
+def _add_ratios(report):
+    baseline = report["servers"].get("baseline")
+    if not baseline:
+        return
+    for kind, figures in report["servers"].items():
+        if kind == "baseline":
+            continue
+        for key in ("delivered_per_second", "acked_per_second"):
+            if figures.get(key) and baseline.get(key):
+                figures[f"{key}_vs_baseline"] = round(figures[key] / baseline[key], 3)
+
+
+def _machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": sys.version.split()[0]}
+
+
+if __name__ == "__main__":
+    main()

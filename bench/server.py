@@ -1,0 +1,166 @@
+"""
+Starting the server under test: chatd on SQLite or MariaDB, or the plain
+Autobahn baseline, pinned to its own core, on a free loopback port.
+"""
+
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+# Limits raised so that the generator, not the server's defences, is the
+# only brake: rate limits, per-user connections, the scrypt cost (set to the
+# production default for the rest scenario, where login cost is the point).
+_BENCH_CONFIG = """\
+[server]
+listen = ["tcp:{port}:interface=127.0.0.1:backlog=4096"]
+data_dir = "{data_dir}"
+
+[database]
+url = "{database_url}"
+
+[auth]
+scrypt_log2_n = {scrypt_log2_n}
+login_address_burst = 1000000
+login_account_burst = 1000000
+register_address_burst = 1000000
+
+[websocket]
+max_connections_per_user = 1000
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_file_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _pinned(cpu):
+    def prepare():
+        raise_file_limit()
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+    return prepare
+
+
+class Server:
+    """
+    A server process under test. C{kind} is C{sqlite}, C{mysql} or
+    C{baseline}.
+    """
+
+    def __init__(self, kind, cpu=None, mysql_url="mysql://root@127.0.0.1:3306/chatd_bench",
+                 scrypt_log2_n=10):
+        self.kind = kind
+        self.cpu = cpu
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.directory = tempfile.mkdtemp(prefix=f"chatd-bench-{kind}-")
+        self._mysql_url = mysql_url
+        self._scrypt_log2_n = scrypt_log2_n
+        self.process = None
+
+    def _command(self):
+        if self.kind == "baseline":
+            return [sys.executable, "-m", "bench.baseline", str(self.port)]
+        if self.kind == "mysql":
+            _recreate_mysql_database(self._mysql_url)
+            database_url = self._mysql_url
+        else:
+            database_url = "sqlite:///" + os.path.join(self.directory, "chatd.sqlite3")
+        config = os.path.join(self.directory, "chatd.toml")
+        with open(config, "w") as f:
+            f.write(_BENCH_CONFIG.format(
+                port=self.port, data_dir=self.directory, database_url=database_url,
+                scrypt_log2_n=self._scrypt_log2_n))
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        return [twistd, "--nodaemon", "--pidfile=", "--logfile",
+                os.path.join(self.directory, "chatd.log"), "chatd", "--config", config]
+
+    def start(self, timeout=60):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=root)
+        self.process = subprocess.Popen(
+            self._command(), cwd=root, env=env, preexec_fn=_pinned(self.cpu),
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.directory, "stderr"), "w"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} server exited; see {self.directory}")
+            if self._ready():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.kind} server did not start in {timeout}s")
+
+    def _ready(self):
+        if self.kind == "baseline":
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def rss_bytes(self):
+        return process_rss(self.process.pid)
+
+    def cpu_seconds(self):
+        return process_cpu_seconds(self.process.pid)
+
+
+def process_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def process_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of the whole line.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _recreate_mysql_database(url):
+    import pymysql
+
+    from chatd.config import parse_database_url
+
+    _, p = parse_database_url(url)
+    connection = pymysql.connect(host=p["host"], port=p["port"], user=p["user"],
+                                 password=p["password"], autocommit=True)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{p['database']}`")
+            cursor.execute(f"CREATE DATABASE `{p['database']}` CHARACTER SET utf8mb4"
+                           " COLLATE utf8mb4_unicode_ci")
+    finally:
+        connection.close()

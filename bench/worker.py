@@ -1,0 +1,265 @@
+"""
+A load-generator process: its own reactor, many WebSocket clients.
+
+The parent hands a worker a plan (which connections to open and what each
+one sends), then talks to it over a pipe: the worker says C{ready} once
+every connection is open, the parent says C{go}, the worker runs the
+scenario for the planned seconds, drains, and sends back its statistics;
+then the parent says C{stop}.
+
+A message's content is C{"b:<sender key>:<sequence>:<monotonic ns>"}, so a
+receiver in any process can tell latency, loss, duplicates and reordering
+(CLOCK_MONOTONIC is one clock for every process of the machine).
+"""
+
+import os
+import time
+from collections import defaultdict
+
+import txaio
+
+txaio.use_twisted()
+
+from autobahn.twisted.websocket import (  # noqa: E402
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+)
+from twisted.internet import reactor, task, threads  # noqa: E402
+from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults  # noqa: E402
+
+from chatd.protocol.message_pb2 import Message  # noqa: E402
+
+_HANDSHAKES_AT_ONCE = 200
+
+
+class BenchClient(WebSocketClientProtocol):
+    def onOpen(self):
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload, isBinary):
+        frame = Message()
+        frame.ParseFromString(payload)
+        self.factory.worker.received(self.factory.spec, frame)
+
+    def onClose(self, wasClean, code, reason):
+        if not self.factory.opened.called:
+            self.factory.opened.errback(RuntimeError(f"closed before open: {code} {reason}"))
+        else:
+            self.factory.worker.closed += 1
+
+
+class _Stats:
+    def __init__(self):
+        self.sent = 0
+        self.acked = 0
+        self.errors = defaultdict(int)
+        self.ack_latency_us = []
+        self.delivery_latency_us = []
+        self.acked_seqs = defaultdict(list)
+        # receiver index -> sender key -> set of sequence numbers
+        self.received = defaultdict(lambda: defaultdict(set))
+        self.duplicates = 0
+        self.reordered = 0
+
+
+class Worker:
+    def __init__(self, plan, pipe):
+        self.plan = plan
+        self.pipe = pipe
+        self.stats = _Stats()
+        self.protocols = []
+        self.closed = 0
+        self._in_flight = {}
+        self._next_seq = defaultdict(int)
+        self._last_seen = {}
+        self._sending = False
+
+    async def run(self):
+        started = time.monotonic()
+        await self._connect_all()
+        self.pipe.send(("ready", {"connect_seconds": time.monotonic() - started,
+                                  "connections": len(self.protocols)}))
+        command = await threads.deferToThread(self.pipe.recv)
+        if command == "go":
+            cpu_before = _cpu_seconds()
+            await self._run_scenario()
+            self.pipe.send(("stats", self._report(_cpu_seconds() - cpu_before)))
+            await threads.deferToThread(self.pipe.recv)
+        for protocol in self.protocols:
+            protocol.dropConnection(abort=True)
+
+    async def _connect_all(self):
+        semaphore = DeferredSemaphore(_HANDSHAKES_AT_ONCE)
+        await gatherResults([semaphore.run(self._connect, index, spec)
+                             for index, spec in enumerate(self.plan["connections"])])
+
+    def _connect(self, index, spec):
+        url = f"{self.plan['ws_url']}?user={spec['uuid']}"
+        if spec.get("token"):
+            url += f"&token={spec['token']}"
+        factory = WebSocketClientFactory(url)
+        factory.protocol = BenchClient
+        factory.setProtocolOptions(autoPingInterval=0, maxFramePayloadSize=0,
+                                   maxMessagePayloadSize=0, openHandshakeTimeout=60)
+        factory.worker = self
+        spec["index"] = index
+        factory.spec = spec
+        factory.opened = Deferred()
+        host, port = self.plan["address"]
+        reactor.connectTCP(host, port, factory, timeout=60)
+        factory.opened.addCallback(self._opened, factory.spec)
+        return factory.opened
+
+    def _opened(self, protocol, spec):
+        spec["protocol"] = protocol
+        self.protocols.append(protocol)
+        if spec.get("join"):
+            protocol.sendMessage(Message(type="join", to=spec["join"]).SerializeToString(),
+                                 isBinary=True)
+
+    # Sending.
+
+    def _send(self, spec):
+        key = spec["key"]
+        seq = self._next_seq[key]
+        self._next_seq[key] = seq + 1
+        now = time.monotonic_ns()
+        client_id = f"{key}:{seq}"
+        frame = Message(to=spec["to"], content=f"b:{key}:{seq}:{now}", contentType=1,
+                        messageType=spec["message_type"], clientMsgId=client_id)
+        frame.__setattr__("from", spec["uuid"])
+        self._in_flight[client_id] = (spec, now)
+        spec["in_flight"] = spec.get("in_flight", 0) + 1
+        self.stats.sent += 1
+        spec["protocol"].sendMessage(frame.SerializeToString(), isBinary=True)
+
+    async def _run_scenario(self):
+        senders = [s for s in self.plan["connections"] if s.get("role") == "sender"]
+        seconds = self.plan["seconds"]
+        self._sending = True
+        if self.plan["mode"] == "window":
+            for spec in senders:
+                for _ in range(self.plan["window"]):
+                    self._send(spec)
+        elif self.plan["mode"] == "rate" and senders:
+            self._start_rate(senders)
+        await task.deferLater(reactor, seconds, lambda: None)
+        self._sending = False
+        if getattr(self, "_rate_loop", None):
+            self._rate_loop.stop()
+        self._measured_seconds = seconds
+        deadline = time.monotonic() + self.plan.get("drain", 5)
+        while time.monotonic() < deadline and self._in_flight:
+            await task.deferLater(reactor, 0.05, lambda: None)
+        # Let the last deliveries land.
+        await task.deferLater(reactor, 0.5, lambda: None)
+
+    def _start_rate(self, senders):
+        tick = 0.005
+        per_tick = self.plan["rate"] * tick
+        state = {"credit": 0.0, "next": 0}
+
+        def send_some():
+            state["credit"] += per_tick
+            while state["credit"] >= 1:
+                state["credit"] -= 1
+                spec = senders[state["next"] % len(senders)]
+                state["next"] += 1
+                self._send(spec)
+
+        self._rate_loop = task.LoopingCall(send_some)
+        self._rate_loop.start(tick, now=False)
+
+    # Receiving.
+
+    def received(self, spec, frame):
+        now = time.monotonic_ns()
+        if frame.type == "ack":
+            sent = self._in_flight.pop(frame.clientMsgId, None)
+            if sent is None:
+                return
+            sender, sent_at = sent
+            self.stats.acked += 1
+            self.stats.ack_latency_us.append((now - sent_at) // 1000)
+            key, seq = frame.clientMsgId.rsplit(":", 1)
+            self.stats.acked_seqs[key].append(int(seq))
+            sender["in_flight"] -= 1
+            if self._sending and self.plan["mode"] == "window":
+                self._send(sender)
+        elif frame.type == "error":
+            self.stats.errors[frame.errorCode or "error"] += 1
+            sent = self._in_flight.pop(frame.clientMsgId, None)
+            if sent and self._sending and self.plan["mode"] == "window":
+                sent[0]["in_flight"] -= 1
+                self._send(sent[0])
+        elif frame.type == "" and frame.content.startswith("b:"):
+            _, key, seq, sent_at = frame.content.split(":")
+            seq = int(seq)
+            seen = self.stats.received[spec["index"]][key]
+            if seq in seen:
+                self.stats.duplicates += 1
+                return
+            seen.add(seq)
+            last = self._last_seen.get((spec["index"], key), -1)
+            if seq < last:
+                self.stats.reordered += 1
+            else:
+                self._last_seen[(spec["index"], key)] = seq
+            self.stats.delivery_latency_us.append((now - int(sent_at)) // 1000)
+
+    def _report(self, cpu_seconds):
+        s = self.stats
+        return {
+            "sent": s.sent,
+            "acked": s.acked,
+            "errors": dict(s.errors),
+            "ack_latency_us": s.ack_latency_us,
+            "delivery_latency_us": s.delivery_latency_us,
+            "acked_seqs": dict(s.acked_seqs),
+            "received": {(self.plan["worker"], index): {key: _ranges(seqs)
+                                                         for key, seqs in by_key.items()}
+                         for index, by_key in s.received.items()},
+            "duplicates": s.duplicates,
+            "reordered": s.reordered,
+            "closed": self.closed,
+            "cpu_seconds": cpu_seconds,
+            "seconds": getattr(self, "_measured_seconds", 0),
+        }
+
+
+def _ranges(numbers):
+    """
+    A set of integers as sorted C{[first, last]} runs.
+    """
+    runs = []
+    for n in sorted(numbers):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return runs
+
+
+def _cpu_seconds():
+    times = os.times()
+    return times.user + times.system
+
+
+def worker_main(plan, pipe, cpu=None):
+    """
+    The entry point of a worker process.
+    """
+    from bench.server import raise_file_limit
+
+    raise_file_limit()
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    worker = Worker(plan, pipe)
+    d = Deferred.fromCoroutine(worker.run())
+
+    def failed(failure):
+        pipe.send(("error", failure.getTraceback()))
+
+    d.addErrback(failed)
+    d.addBoth(lambda _: reactor.stop())
+    reactor.run()
