@@ -141,7 +141,7 @@ class Run:
         for index, part in enumerate(_split(connections, workers)):
             parent_end, child_end = context.Pipe()
             plan = {"worker": index, "address": _ws_address(self.server),
-                    "ws_url": f"ws://127.0.0.1:{self.server.port}/socket.io",
+                    "ws_path": "/socket.io",
                     "connections": part, "mode": mode,
                     "window": getattr(a, "window", 1), "rate": getattr(a, "rate", 0) / workers,
                     "seconds": 0 if scenario == "conns" else a.seconds, "drain": 10}

@@ -71,7 +71,7 @@ def _fill_conversation(server, sender, receiver, seconds=3):
     few seconds, so that history pages have something to read.
     """
     plan = {"worker": 0, "address": ("127.0.0.1", server.port),
-            "ws_url": f"ws://127.0.0.1:{server.port}/socket.io", "mode": "window",
+            "ws_path": "/socket.io", "mode": "window",
             "window": 20, "rate": 0, "seconds": seconds, "drain": 10,
             "connections": [
                 {"uuid": sender.uuid, "token": sender.token, "role": "sender",

@@ -16,36 +16,14 @@ import os
 import time
 from collections import defaultdict
 
-import txaio
+from twisted.internet import reactor, task, threads
+from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
+from twisted.internet.protocol import ClientFactory
 
-txaio.use_twisted()
-
-from autobahn.twisted.websocket import (  # noqa: E402
-    WebSocketClientFactory,
-    WebSocketClientProtocol,
-)
-from twisted.internet import reactor, task, threads  # noqa: E402
-from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults  # noqa: E402
-
-from chatd.protocol.message_pb2 import Message  # noqa: E402
+from bench.rawws import RawWebSocketClient
+from chatd.protocol.message_pb2 import Message
 
 _HANDSHAKES_AT_ONCE = 200
-
-
-class BenchClient(WebSocketClientProtocol):
-    def onOpen(self):
-        self.factory.opened.callback(self)
-
-    def onMessage(self, payload, isBinary):
-        frame = Message()
-        frame.ParseFromString(payload)
-        self.factory.worker.received(self.factory.spec, frame)
-
-    def onClose(self, wasClean, code, reason):
-        if not self.factory.opened.called:
-            self.factory.opened.errback(RuntimeError(f"closed before open: {code} {reason}"))
-        else:
-            self.factory.worker.closed += 1
 
 
 class _Stats:
@@ -86,7 +64,7 @@ class Worker:
             self.pipe.send(("stats", self._report(_cpu_seconds() - cpu_before)))
             await threads.deferToThread(self.pipe.recv)
         for protocol in self.protocols:
-            protocol.dropConnection(abort=True)
+            protocol.transport.abortConnection()
 
     async def _connect_all(self):
         semaphore = DeferredSemaphore(_HANDSHAKES_AT_ONCE)
@@ -94,28 +72,38 @@ class Worker:
                              for index, spec in enumerate(self.plan["connections"])])
 
     def _connect(self, index, spec):
-        url = f"{self.plan['ws_url']}?user={spec['uuid']}"
+        path = f"{self.plan['ws_path']}?user={spec['uuid']}"
         if spec.get("token"):
-            url += f"&token={spec['token']}"
-        factory = WebSocketClientFactory(url)
-        factory.protocol = BenchClient
-        factory.setProtocolOptions(autoPingInterval=0, maxFramePayloadSize=0,
-                                   maxMessagePayloadSize=0, openHandshakeTimeout=60)
-        factory.worker = self
+            path += f"&token={spec['token']}"
         spec["index"] = index
-        factory.spec = spec
-        factory.opened = Deferred()
+        opened = Deferred()
+
+        def on_open(protocol):
+            opened.callback(protocol)
+
+        def on_message(protocol, payload):
+            frame = Message()
+            frame.ParseFromString(payload)
+            self.received(spec, frame)
+
+        def on_close(protocol, reason):
+            if not opened.called:
+                opened.errback(RuntimeError(f"connection {index} failed: {reason}"))
+            else:
+                self.closed += 1
+
         host, port = self.plan["address"]
+        factory = ClientFactory.forProtocol(
+            lambda: RawWebSocketClient(f"{host}:{port}", path, on_open, on_message, on_close))
         reactor.connectTCP(host, port, factory, timeout=60)
-        factory.opened.addCallback(self._opened, factory.spec)
-        return factory.opened
+        opened.addCallback(self._opened, spec)
+        return opened
 
     def _opened(self, protocol, spec):
         spec["protocol"] = protocol
         self.protocols.append(protocol)
         if spec.get("join"):
-            protocol.sendMessage(Message(type="join", to=spec["join"]).SerializeToString(),
-                                 isBinary=True)
+            protocol.send(Message(type="join", to=spec["join"]).SerializeToString())
 
     # Sending.
 
@@ -131,7 +119,7 @@ class Worker:
         self._in_flight[client_id] = (spec, now)
         spec["in_flight"] = spec.get("in_flight", 0) + 1
         self.stats.sent += 1
-        spec["protocol"].sendMessage(frame.SerializeToString(), isBinary=True)
+        spec["protocol"].send(frame.SerializeToString())
 
     async def _run_scenario(self):
         senders = [s for s in self.plan["connections"] if s.get("role") == "sender"]
