@@ -11,9 +11,10 @@ from twisted.python import usage
 
 from chatd import __version__
 from chatd.config import ConfigError, load_config, override, parse_database_url
+from chatd.parts import build_parts
 from chatd.service import DatabaseService, ListeningService, SequentialService
 from chatd.storage import open_database
-from chatd.web.site import build_root, build_site
+from chatd.web.site import build_root, build_site, max_body_bytes
 
 log = Logger()
 
@@ -81,11 +82,14 @@ def build_service(config, reactor, on_start_failure=None):
     root_service = SequentialService(on_start_failure)
     os.makedirs(config.server.data_dir, exist_ok=True)
     database = open_database(config, reactor)
+    parts = build_parts(config, database, reactor)
     DatabaseService(database).setServiceParent(root_service)
-    site = build_site(build_root(config, database, reactor), reactor)
+    site = build_site(build_root(config, database, reactor, parts), reactor,
+                      max_body=max_body_bytes(config))
     for description in config.server.listen:
         endpoint = endpoints.serverFromString(reactor, description)
         ListeningService(endpoint, site, description).setServiceParent(root_service)
+    root_service.parts = parts
     return root_service
 
 

@@ -295,3 +295,232 @@ async def create_group(database, owner, name, members=()):
     for member in members:
         await groups.join(group.id, member.id, 1)
     return group
+
+
+class HandshakeFailed(Exception):
+    """
+    A WebSocket upgrade was refused; C{reason} has Autobahn's account
+    (with the HTTP status).
+    """
+
+
+def _ws_client_protocol():
+    from autobahn.twisted.websocket import WebSocketClientProtocol
+    from twisted.internet.defer import Deferred, DeferredQueue
+
+    from chatd.protocol.message_pb2 import Message
+
+    class ChatTestClient(WebSocketClientProtocol):
+        """
+        A real Autobahn client: decoded frames queue up in C{frames};
+        C{closed} fires with C{(code, reason)}.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.frames = DeferredQueue()
+            self.opened = Deferred()
+            self.closed = Deferred()
+            self.lost = Deferred()
+
+        def onOpen(self):
+            self.opened.callback(self)
+
+        def onMessage(self, payload, isBinary):
+            self.frames.put(Message.FromString(payload))
+
+        def onClose(self, wasClean, code, reason):
+            if not self.opened.called:
+                self.opened.errback(HandshakeFailed(reason))
+            if not self.closed.called:
+                self.closed.callback((code, reason))
+
+        def connectionLost(self, reason):
+            super().connectionLost(reason)
+            if not self.lost.called:
+                self.lost.callback(None)
+
+        def send(self, frame=None, **fields):
+            """
+            Send a frame: a L{Message}, or its fields (C{from_} for
+            C{from}).
+            """
+            if frame is None:
+                if "from_" in fields:
+                    fields["from"] = fields.pop("from_")
+                frame = Message(**fields)
+            self.sendMessage(frame.SerializeToString(), isBinary=True)
+
+        def next(self, timeout=10):
+            """
+            The next frame received (a Deferred).
+            """
+            return self.frames.get().addTimeout(timeout, reactor)
+
+        async def next_of(self, kind, timeout=10):
+            """
+            The next frame of type C{kind} ("" for messages), skipping
+            others.
+            """
+            while True:
+                frame = await self.next(timeout)
+                if frame.type == kind:
+                    return frame
+
+        async def close(self):
+            if self.state == self.STATE_OPEN:
+                self.sendClose(1000)
+            elif not self.lost.called and self.transport is not None:
+                self.transport.abortConnection()
+            await self.lost
+
+    return ChatTestClient
+
+
+async def ws_connect(testcase, url, headers=None, origin=None):
+    """
+    Open a WebSocket with a real Autobahn client; closed when the test
+    ends.
+
+    @raise HandshakeFailed: the server refused the upgrade.
+    @return: the client protocol (see C{ChatTestClient} above).
+    """
+    from urllib.parse import urlsplit
+
+    from autobahn.twisted.websocket import WebSocketClientFactory
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    factory = WebSocketClientFactory(url, headers=headers or {}, origin=origin,
+                                     reactor=reactor)
+    factory.protocol = _ws_client_protocol()
+    factory.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=5)
+    parts = urlsplit(url)
+    client = await TCP4ClientEndpoint(reactor, parts.hostname, parts.port,
+                                      timeout=10).connect(factory)
+    testcase.addCleanup(client.close)
+    await client.opened
+    return client
+
+
+def ws_url(service, **params):
+    from urllib.parse import urlencode
+
+    port = listening_ports(service)[0]
+    query = f"?{urlencode(params)}" if params else ""
+    return f"ws://127.0.0.1:{port}/socket.io{query}"
+
+
+async def connect_user(testcase, service, user, welcome=True):
+    """
+    Connect C{user} to a running server as go-chat-web does (C{?user=}),
+    with a fresh token in the query; the welcome frame is consumed.
+    """
+    token, _ = await service.parts.tokens.issue(user)
+    client = await ws_connect(testcase, ws_url(service, user=user.uuid,
+                                               token=token))
+    if welcome:
+        frame = await client.next()
+        assert frame.content == "welcome!", frame
+    return client
+
+
+def server_database(service):
+    """
+    The L{Database} of a running service tree.
+    """
+    from chatd.service import DatabaseService
+
+    return next(child.database for child in service
+                if isinstance(child, DatabaseService))
+
+
+class ApiClient:
+    """
+    Calls chatd's REST API in memory through C{treq.testing.StubTreq}; the
+    stub is flushed continually, since the database answers from threads.
+    """
+
+    def __init__(self, testcase, resource):
+        from treq.testing import StubTreq
+        from twisted.internet.task import LoopingCall
+
+        self.stub = StubTreq(resource)
+        pump = LoopingCall(self.stub.flush)
+        pump.clock = reactor
+        pump.start(0.001)
+        testcase.addCleanup(pump.stop)
+
+    async def request(self, method, path, token=None, headers=None, **kwargs):
+        """
+        @return: C{(response, body bytes)}.
+        """
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        response = await self.stub.request(
+            method, "http://chatd.test" + path, headers=headers, **kwargs)
+        return response, await response.content()
+
+    async def call(self, method, path, token=None, headers=None, **kwargs):
+        """
+        @return: C{(HTTP status, decoded envelope)}.
+        """
+        import json
+
+        response, body = await self.request(method, path, token, headers,
+                                            **kwargs)
+        return response.code, json.loads(body)
+
+
+async def api_client(testcase, **changes):
+    """
+    The REST API over a fresh database, in memory: C{(client, parts)}.
+    C{changes} are config overrides as for L{test_config}; password hashing
+    is made cheap.
+    """
+    from chatd.parts import build_parts
+    from chatd.web.site import build_root
+
+    changes.setdefault("auth_scrypt_log2_n", 10)
+    config = test_config(testcase, **changes)
+    database = await migrated_database(testcase)
+    parts = build_parts(config, database, reactor)
+    return ApiClient(testcase, build_root(config, database, reactor, parts)), parts
+
+
+async def sign_up(client, username, password="password1", **fields):
+    """
+    Register and log in through the API: C{(user data, token)}.
+    """
+    code, answer = await client.call(
+        "POST", "/user/register",
+        json=dict(username=username, password=password, **fields))
+    assert code == 201, (code, answer)
+    code, answer = await client.call(
+        "POST", "/user/login", json={"username": username, "password": password})
+    assert code == 200, (code, answer)
+    return answer["data"], answer["data"]["token"]
+
+
+def multipart(fields=(), files=()):
+    """
+    A C{multipart/form-data} body, as a browser's form upload sends it
+    (StubTreq cannot encode files): C{(body, headers)}.
+
+    @param fields: C{(name, text)} pairs.
+    @param files: C{(name, filename, bytes)} triples.
+    """
+    boundary = "chatd-test-boundary-7MA4YWxkTrZu0gW"
+    chunks = []
+    for name, value in fields:
+        chunks.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'
+            f"\r\n\r\n{value}\r\n".encode())
+    for name, filename, data in files:
+        chunks.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}";'
+            f' filename="{filename}"\r\nContent-Type: application/octet-stream'
+            "\r\n\r\n".encode() + data + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return b"".join(chunks), headers

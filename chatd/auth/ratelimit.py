@@ -69,3 +69,21 @@ class RateLimiter:
 
     def __len__(self):
         return len(self._buckets)
+
+
+class AuthLimits:
+    """
+    The rate limits of sign-in and registration, from the C{[auth]} config.
+    """
+
+    def __init__(self, clock, auth_config):
+        c = auth_config
+        self.login_address = RateLimiter(
+            clock, c.login_address_burst, c.login_address_per_hour,
+            "failed logins from this address")
+        self.login_account = RateLimiter(
+            clock, c.login_account_burst, c.login_account_per_hour,
+            "failed logins for this account")
+        self.register_address = RateLimiter(
+            clock, c.register_address_burst, c.register_address_per_hour,
+            "registrations from this address")

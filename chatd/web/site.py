@@ -3,22 +3,46 @@ The one site chatd serves on every endpoint: health, and later the REST API
 and the WebSocket endpoint, side by side.
 """
 
-from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from chatd.web.api import MULTIPART_OVERHEAD, ChatApi
+from chatd.web.cors import CorsPolicy, CorsResource
 from chatd.web.health import HealthResource
+from chatd.web.limits import limited_request_factory
+from chatd.web.root import ChatRoot
+from chatd.web.static import SpaResource
 
 
-def build_root(config, database, reactor):
+def build_root(config, database, reactor, parts=None):
     """
-    The root resource of the site.
+    The root resource of the site: fixed children, then the REST API (at
+    go-chat's paths and under /api/v1/), then the web client if
+    C{server.static_dir} is set.
+
+    @param parts: the shared L{chatd.parts.Parts} (built here if None).
     """
-    root = Resource()
+    if parts is None:
+        from chatd.parts import build_parts
+
+        parts = build_parts(config, database, reactor)
+    cors = CorsPolicy(config.server.allowed_origins)
+    api = CorsResource(ChatApi(parts, cors).resource(), cors)
+    static = SpaResource(config.server.static_dir) if config.server.static_dir else None
+    root = ChatRoot(api, static)
     root.putChild(b"healthz", HealthResource(database))
     return root
 
 
-def build_site(root, reactor):
+def max_body_bytes(config):
+    """
+    The largest request body the site reads: an upload and its framing.
+    """
+    return config.files.max_upload_bytes + MULTIPART_OVERHEAD
+
+
+def build_site(root, reactor, max_body=None):
     site = Site(root, reactor=reactor)
     site.displayTracebacks = False
+    if max_body is not None:
+        site.requestFactory = limited_request_factory(max_body)
     return site

@@ -1,0 +1,92 @@
+"""
+Cross-origin rules, in one place: which origins may call the API from a
+browser (C{server.allowed_origins}, none by default; same-origin requests
+always work), the CORS headers, preflight answers, and the check that
+refuses cookie-authenticated writes from foreign origins.
+"""
+
+from twisted.web.resource import Resource
+
+from chatd.web.envelope import failure
+
+ALLOWED_METHODS = b"GET, HEAD, POST, PUT, DELETE, OPTIONS"
+ALLOWED_HEADERS = b"Authorization, Content-Type, Range"
+EXPOSED_HEADERS = b"Content-Disposition, Content-Range, Retry-After"
+
+
+def _header(request, name):
+    value = request.getHeader(name)
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value
+
+
+class CorsPolicy:
+    def __init__(self, allowed_origins):
+        self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
+
+    def own_origin(self, request):
+        scheme = "https" if request.isSecure() else "http"
+        host = _header(request, "host") or ""
+        return f"{scheme}://{host}"
+
+    def is_allowed(self, origin, request):
+        """
+        Whether C{origin} is this server's own or in the allowlist.
+        """
+        return origin == self.own_origin(request) or origin in self.allowed_origins
+
+    def origin_ok(self, request):
+        """
+        Whether a request may act with the caller's cookie: it has no
+        Origin (not a cross-origin browser request), or an allowed one.
+        """
+        origin = _header(request, "origin")
+        return origin is None or self.is_allowed(origin, request)
+
+    def apply(self, request):
+        """
+        Add the CORS headers a request's origin earns.
+
+        @return: True if the request was a preflight and has been answered.
+        """
+        origin = _header(request, "origin")
+        request.setHeader(b"vary", b"Origin")
+        allowed = origin is not None and origin in self.allowed_origins
+        if allowed:
+            request.setHeader(b"access-control-allow-origin", origin.encode())
+            request.setHeader(b"access-control-allow-credentials", b"true")
+            request.setHeader(b"access-control-expose-headers", EXPOSED_HEADERS)
+        preflight = (request.method == b"OPTIONS" and origin is not None
+                     and request.getHeader(b"access-control-request-method"))
+        if not preflight:
+            return False
+        if allowed:
+            request.setResponseCode(204)
+            request.setHeader(b"access-control-allow-methods", ALLOWED_METHODS)
+            request.setHeader(b"access-control-allow-headers", ALLOWED_HEADERS)
+            request.setHeader(b"access-control-max-age", b"600")
+        else:
+            request.setResponseCode(403)
+        return True
+
+
+class CorsResource(Resource):
+    """
+    Wraps a leaf resource (the API): CORS headers on every answer,
+    preflights answered here.
+    """
+
+    isLeaf = True
+
+    def __init__(self, wrapped, policy):
+        super().__init__()
+        self._wrapped = wrapped
+        self._policy = policy
+
+    def render(self, request):
+        if self._policy.apply(request):
+            if request.code == 403:
+                return failure(request, 403, "origin not allowed")
+            return b""
+        return self._wrapped.render(request)
