@@ -225,6 +225,57 @@ class WebsocketConfig:
     )
 
 
+def _urls(schemes):
+    def check(values):
+        for url in values:
+            if not url.startswith(schemes):
+                return f"{url!r} must start with " + " or ".join(schemes)
+    return check
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    ring_timeout: float = _setting(
+        45.0, "Seconds a call rings before it ends as missed.", _positive
+    )
+    disconnect_grace: float = _setting(
+        10.0,
+        "Seconds a party that lost its connection during a call has to come"
+        " back before the call ends; 0 ends it at once.",
+        _not_negative,
+    )
+    friends_only: bool = _setting(True, "Only friends may call each other.")
+    dial_burst: int = _setting(
+        5, "Calls one user may start in a row.", _positive
+    )
+    dials_per_minute: float = _setting(
+        6.0, "Calls one user may start per minute after the burst.", _positive
+    )
+    media_frames_per_second: float = _setting(
+        30.0, "Video and screen-share frames one user may send per second.",
+        _positive,
+    )
+    media_bytes_per_second: int = _setting(
+        2 * 1024 * 1024,
+        "Bytes of video and screen-share frames one user may send per second.",
+        _positive,
+    )
+    stun_urls: tuple[str, ...] = _setting(
+        (), "STUN server URLs given to clients.", _urls(("stun:", "stuns:"))
+    )
+    turn_urls: tuple[str, ...] = _setting(
+        (), "TURN server URLs given to clients, with credentials.",
+        _urls(("turn:", "turns:")),
+    )
+    turn_secret: str = _setting(
+        "", "Shared secret of the TURN server (coturn static-auth-secret).",
+        secret=True,
+    )
+    turn_credential_lifetime: int = _setting(
+        86400, "Seconds a TURN credential stays valid.", _positive
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -232,6 +283,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
     websocket: WebsocketConfig = field(default_factory=WebsocketConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
 
     @property
     def database_url(self):
