@@ -15,6 +15,7 @@ from chatd.parts import build_parts
 from chatd.service import DatabaseService, ListeningService, SequentialService
 from chatd.storage import open_database
 from chatd.web.site import build_root, build_site, max_body_bytes
+from chatd.ws.factory import build_realtime
 
 log = Logger()
 
@@ -84,12 +85,17 @@ def build_service(config, reactor, on_start_failure=None):
     database = open_database(config, reactor)
     parts = build_parts(config, database, reactor)
     DatabaseService(database).setServiceParent(root_service)
-    site = build_site(build_root(config, database, reactor, parts), reactor,
-                      max_body=max_body_bytes(config))
+    realtime = build_realtime(config, database, reactor, parts)
+    realtime.writer.setServiceParent(root_service)
+    realtime.hub.setServiceParent(root_service)
+    root = build_root(config, database, reactor, parts)
+    root.putChild(b"socket.io", realtime.resource)
+    site = build_site(root, reactor, max_body=max_body_bytes(config))
     for description in config.server.listen:
         endpoint = endpoints.serverFromString(reactor, description)
         ListeningService(endpoint, site, description).setServiceParent(root_service)
     root_service.parts = parts
+    root_service.realtime = realtime
     return root_service
 
 

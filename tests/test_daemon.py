@@ -174,17 +174,22 @@ class SequentialServiceTests(SynchronousTestCase):
 
     def test_build_service_order(self):
         """
-        The database starts before any listener; there is one listener per
-        endpoint.
+        The database starts first, then the message writer and the Hub,
+        then the listeners; there is one listener per endpoint.
         """
         from twisted.internet.testing import MemoryReactorClock
+
+        from chatd.batching import BatchWriter
+        from chatd.hub import Hub
 
         config = test_config(self, server_listen=["tcp:1", "tcp:2"])
         service = build_service(config, MemoryReactorClock())
         children = list(service)
         self.assertIsInstance(children[0], DatabaseService)
-        self.assertEqual([c.description for c in children[1:]], ["tcp:1", "tcp:2"])
-        self.assertTrue(all(isinstance(c, ListeningService) for c in children[1:]))
+        self.assertIsInstance(children[1], BatchWriter)
+        self.assertIsInstance(children[2], Hub)
+        self.assertEqual([c.description for c in children[3:]], ["tcp:1", "tcp:2"])
+        self.assertTrue(all(isinstance(c, ListeningService) for c in children[3:]))
         self.addCleanup(children[0].database._pool.close)
 
 

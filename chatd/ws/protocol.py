@@ -161,7 +161,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         """
         origin = (request.headers.get("origin") or "").strip().rstrip("/")
         scheme = "https" if ISSLTransport.providedBy(self.transport) else "http"
-        own = f"{scheme}://{request.host}"
+        own = f"{scheme}://{request.headers.get('host', '').strip()}"
         allowed = {own.lower()}
         allowed.update(o.lower().rstrip("/")
                        for o in self.factory.settings.allowed_origins)
@@ -322,7 +322,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
         """
         self._detach()
         if self.state == self.STATE_OPEN:
-            self.sendClose(1001, "the server is shutting down")
+            # Autobahn's sendClose only takes application codes; 1001
+            # (going away) is the standard one for a server that stops.
+            self.sendCloseFrame(code=1001, reasonUtf8=b"the server is shutting down",
+                                isReply=False)
         elif self.transport is not None and self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)
         return self._lost

@@ -1,0 +1,526 @@
+"""
+Real-time messaging on /socket.io: real Autobahn clients over loopback
+against the whole daemon, on the test database (SQLite, or MariaDB with
+CHATD_TEST_MYSQL).
+"""
+
+import base64
+import time
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+from chatd import events
+from chatd.stores.groups import GroupStore
+from tests.helpers import (
+    HandshakeFailed,
+    connect_user,
+    create_group,
+    create_user,
+    http_client,
+    make_friends,
+    server_database,
+    start_server,
+    test_config,
+    ws_connect,
+    ws_url,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+OGG = b"OggS" + b"\x00" * 64
+
+
+def sleep(seconds):
+    d = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+class WebSocketTestCase(TestCase):
+    timeout = 120
+
+    async def start(self, **changes):
+        changes.setdefault("websocket_autoping_interval", 0.0)
+        self.config = test_config(self, **changes)
+        self.service = await start_server(self, self.config)
+        self.database = server_database(self.service)
+        self.alice = await create_user(self.database, "alice", avatar="a.png")
+        self.bob = await create_user(self.database, "bob")
+        self.carol = await create_user(self.database, "carol")
+        await make_friends(self.database, self.alice, self.bob)
+
+    def connect(self, user, **kwargs):
+        return connect_user(self, self.service, user, **kwargs)
+
+    def history(self, user, after=0):
+        return self.service.parts.messages.since(user.id, [], after, 1000)
+
+    async def stored_count(self):
+        rows = await self.database.run(
+            "count", lambda txn: txn.execute(
+                "SELECT COUNT(*) FROM messages").fetchone())
+        return int(rows[0])
+
+    async def assert_alive(self, client):
+        """
+        The connection still answers heartbeats.
+        """
+        client.send(type="heatbeat", content="ping")
+        pong = await client.next_of("heatbeat")
+        self.assertEqual(pong.content, "pong")
+
+
+class ChatTests(WebSocketTestCase):
+    async def test_two_users_chat(self):
+        """
+        A message is stored, delivered with its server id and time, and
+        acknowledged to the sender with its client id.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.send(to=self.bob.uuid, content="hello bob", contentType=1,
+                   messageType=1, clientMsgId="a-1")
+        ack = await alice.next_of("ack")
+        got = await bob.next()
+        self.assertEqual((got.type, getattr(got, "from"), got.to, got.content,
+                          got.fromUsername, got.avatar, got.messageType),
+                         ("", self.alice.uuid, self.bob.uuid, "hello bob",
+                          "alice", "a.png", 1))
+        self.assertEqual((ack.clientMsgId, ack.id, ack.createAt),
+                         ("a-1", got.id, got.createAt))
+        self.assertGreater(ack.id, 0)
+        bob.send(to=self.alice.uuid, content="hi alice", contentType=1,
+                 messageType=1, clientMsgId="b-1")
+        reply = await alice.next()
+        self.assertEqual((getattr(reply, "from"), reply.content),
+                         (self.bob.uuid, "hi alice"))
+        stored = await self.history(self.alice)
+        self.assertEqual([m.content for m in stored], ["hello bob", "hi alice"])
+
+    async def test_go_chat_frame_without_client_id(self):
+        """
+        A go-chat-web frame (fields 1-11 only, C{from} set to the sender) is
+        stored and delivered; the ack has no client id.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.send(from_=self.alice.uuid, to=self.bob.uuid, content="old",
+                   contentType=1, messageType=1, avatar="x", fromUsername="x")
+        got = await bob.next()
+        self.assertEqual((got.content, got.avatar, got.fromUsername),
+                         ("old", "a.png", "alice"))
+        ack = await alice.next_of("ack")
+        self.assertEqual((ack.clientMsgId, ack.id), ("", got.id))
+
+    async def test_group_of_three(self):
+        """
+        A group message reaches every other member, go-chat style: C{from}
+        the group, C{to} the sender, the sender's avatar.
+        """
+        await self.start()
+        group = await create_group(self.database, self.alice, "trio",
+                                   [self.bob, self.carol])
+        clients = [await self.connect(u)
+                   for u in (self.alice, self.bob, self.carol)]
+        alice, bob, carol = clients
+        alice.send(to=group.uuid, content="hi all", contentType=1,
+                   messageType=2, clientMsgId="g-1")
+        ack = await alice.next_of("ack")
+        for client in (bob, carol):
+            got = await client.next()
+            self.assertEqual(
+                (getattr(got, "from"), got.to, got.avatar, got.fromUsername,
+                 got.content, got.messageType, got.id),
+                (group.uuid, self.alice.uuid, "a.png", "alice", "hi all", 2,
+                 ack.id))
+        carol.send(to=group.uuid, content="hi", contentType=1, messageType=2)
+        self.assertEqual(getattr(await alice.next(), "from"), group.uuid)
+        self.assertEqual((await bob.next()).content, "hi")
+
+    async def test_membership_changes_are_followed(self):
+        """
+        The Hub's cached membership follows join and leave events: no
+        database query per message, and no stale routing.
+        """
+        await self.start()
+        group = await create_group(self.database, self.alice, "g", [self.bob])
+        alice = await self.connect(self.alice)
+        carol = await self.connect(self.carol)
+        alice.send(to=group.uuid, content="before", contentType=1,
+                   messageType=2)
+        await alice.next_of("ack")
+        carol.send(to=group.uuid, content="let me in", contentType=1,
+                   messageType=2, clientMsgId="c-1")
+        refused = await carol.next_of("error")
+        self.assertEqual(refused.errorCode, "not_member")
+        await GroupStore(self.database).join(group.id, self.carol.id, 5)
+        self.service.parts.events.publish(
+            events.MEMBER_JOINED, group_id=group.id, user_id=self.carol.id)
+        alice.send(to=group.uuid, content="welcome carol", contentType=1,
+                   messageType=2)
+        self.assertEqual((await carol.next()).content, "welcome carol")
+        await GroupStore(self.database).leave(group.id, self.carol.id)
+        self.service.parts.events.publish(
+            events.MEMBER_LEFT, group_id=group.id, user_id=self.carol.id)
+        carol.send(to=group.uuid, content="still here?", contentType=1,
+                   messageType=2)
+        self.assertEqual((await carol.next_of("error")).errorCode,
+                         "not_member")
+
+    async def test_two_devices(self):
+        """
+        Both of a user's devices get messages to it; a message it sends is
+        copied to its other device, not echoed to the sending one.
+        """
+        await self.start()
+        bob1 = await self.connect(self.bob)
+        bob2 = await self.connect(self.bob)
+        alice1 = await self.connect(self.alice)
+        alice2 = await self.connect(self.alice)
+        self.assertEqual(self.service.realtime.hub.connection_count, 4)
+        alice1.send(to=self.bob.uuid, content="to both", contentType=1,
+                    messageType=1, clientMsgId="m1")
+        for client in (bob1, bob2, alice2):
+            got = await client.next()
+            self.assertEqual(got.content, "to both")
+        ack = await alice1.next()
+        self.assertEqual(ack.type, "ack")
+        await self.assert_alive(alice1)
+
+    async def test_connection_limit(self):
+        await self.start(websocket_max_connections_per_user=1)
+        await self.connect(self.bob)
+        with self.assertRaises(HandshakeFailed) as caught:
+            await self.connect(self.bob)
+        self.assertIn("429", str(caught.exception))
+
+    async def test_resend_is_acknowledged_not_stored_twice(self):
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        for _ in range(2):
+            alice.send(to=self.bob.uuid, content="once", contentType=1,
+                       messageType=1, clientMsgId="same")
+        first, second = await alice.next_of("ack"), await alice.next_of("ack")
+        self.assertEqual(first.id, second.id)
+        self.assertEqual((await bob.next()).content, "once")
+        await self.assert_alive(bob)
+        self.assertEqual(await self.stored_count(), 1)
+
+    async def test_admin_broadcast(self):
+        await self.start()
+        admin = await create_user(self.database, "root", is_admin=True)
+        root = await self.connect(admin)
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.send(content="everyone!", contentType=1)
+        self.assertEqual((await alice.next_of("error")).errorCode, "not_admin")
+        root.send(content="maintenance at noon", contentType=1)
+        for client in (alice, bob):
+            got = await client.next()
+            self.assertEqual((got.content, getattr(got, "from")),
+                             ("maintenance at noon", admin.uuid))
+
+    async def test_webrtc_relayed_not_stored(self):
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.send(type="webrtc", to=self.bob.uuid, contentType=11,
+                   messageType=1, content="")
+        got = await bob.next()
+        self.assertEqual((got.type, got.contentType, getattr(got, "from")),
+                         ("webrtc", 11, self.alice.uuid))
+        alice.send(type="webrtc", to=self.carol.uuid, contentType=11,
+                   messageType=1)
+        self.assertEqual((await alice.next_of("error")).errorCode, "not_friend")
+        self.assertEqual(await self.stored_count(), 0)
+
+
+class AttachmentTests(WebSocketTestCase):
+    async def test_data_url(self):
+        """
+        contentType 2 with a data URL: stored in the file store, delivered
+        with its url and no content.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        encoded = base64.b64encode(b"hello file").decode()
+        alice.send(to=self.bob.uuid, contentType=2, messageType=1,
+                   content=f"data:text/plain;base64,{encoded}",
+                   fileSuffix="txt", clientMsgId="f-1")
+        got = await bob.next()
+        self.assertEqual((got.contentType, got.content), (2, ""))
+        self.assertTrue(got.url.endswith(".txt"), got.url)
+        _, path = await self.service.parts.files.find(got.url)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"hello file")
+        [stored] = await self.history(self.alice)
+        self.assertEqual(stored.url, got.url)
+
+    async def test_file_bytes_sniffed(self):
+        """
+        contentType 3 with bytes: the type comes from the bytes, not the
+        sender's claim.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG,
+                   fileSuffix="exe")
+        image = await bob.next()
+        self.assertEqual((image.contentType, image.file), (3, b""))
+        self.assertTrue(image.url.endswith(".png"), image.url)
+        alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=OGG)
+        audio = await bob.next()
+        self.assertEqual(audio.contentType, 4)
+        self.assertTrue(audio.url.endswith(".ogg"))
+
+
+class RefusalTests(WebSocketTestCase):
+    async def _refused(self, client, code, **fields):
+        client.send(**fields)
+        error = await client.next_of("error")
+        self.assertEqual(error.errorCode, code, error.content)
+        self.assertTrue(error.content)
+        return error
+
+    async def test_spoofed_from(self):
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        error = await self._refused(
+            alice, "spoofed_from", from_=self.bob.uuid, to=self.bob.uuid,
+            content="I am bob", contentType=1, messageType=1, clientMsgId="x")
+        self.assertEqual(error.clientMsgId, "x")
+        await self.assert_alive(alice)
+        await self.assert_alive(bob)
+        self.assertEqual(await self.stored_count(), 0)
+
+    async def test_not_a_friend(self):
+        await self.start()
+        alice = await self.connect(self.alice)
+        carol = await self.connect(self.carol)
+        await self._refused(alice, "not_friend", to=self.carol.uuid,
+                            content="hi", contentType=1, messageType=1)
+        await self._refused(alice, "unknown_recipient", to="no-such-uuid",
+                            content="hi", contentType=1, messageType=1)
+        await self._refused(alice, "unknown_group", to="no-such-uuid",
+                            content="hi", contentType=1, messageType=2)
+        await self.assert_alive(carol)
+        self.assertEqual(await self.stored_count(), 0)
+
+    async def test_bad_frames(self):
+        """
+        Undecodable, oversized and bad-base64 frames get error frames; the
+        connection survives and nothing is stored.
+        """
+        await self.start(websocket_max_content_chars=100,
+                         files_max_upload_bytes=1000)
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.sendMessage(b"\xff\xff\xff\xff", isBinary=True)
+        self.assertEqual((await alice.next_of("error")).errorCode,
+                         "bad_request")
+        alice.sendMessage(b"not protobuf", isBinary=False)
+        self.assertEqual((await alice.next_of("error")).errorCode,
+                         "not_binary")
+        await self._refused(alice, "too_large", to=self.bob.uuid,
+                            content="x" * 101, contentType=1, messageType=1)
+        await self._refused(alice, "too_large", to=self.bob.uuid,
+                            contentType=3, messageType=1, file=PNG * 20)
+        await self._refused(alice, "bad_base64", to=self.bob.uuid,
+                            contentType=2, messageType=1,
+                            content="data:image/png;base64,&&&not base64")
+        await self._refused(alice, "unknown_type", type="recall")
+        await self.assert_alive(alice)
+        await self.assert_alive(bob)
+        self.assertEqual(await self.stored_count(), 0)
+
+    async def test_heartbeat(self):
+        await self.start()
+        alice = await self.connect(self.alice)
+        alice.send(type="heatbeat", content="ping")
+        pong = await alice.next()
+        self.assertEqual((pong.type, pong.content), ("heatbeat", "pong"))
+
+
+class UpgradeTests(WebSocketTestCase):
+    async def _status(self, url, headers=None):
+        """
+        The HTTP status of an upgrade request.
+        """
+        request_headers = {
+            b"Connection": [b"Upgrade"], b"Upgrade": [b"websocket"],
+            b"Sec-WebSocket-Version": [b"13"],
+            b"Sec-WebSocket-Key": [b"dGhlIHNhbXBsZSBub25jZQ=="],
+        }
+        for name, value in (headers or {}).items():
+            request_headers[name.encode()] = [value.encode()]
+        response = await http_client().get(
+            url.replace("ws://", "http://"), headers=request_headers)
+        await response.content()
+        return response.code
+
+    async def test_unauthenticated(self):
+        await self.start()
+        self.assertEqual(await self._status(ws_url(self.service)), 401)
+        self.assertEqual(
+            await self._status(ws_url(self.service, token="garbage")), 401)
+        with self.assertRaises(HandshakeFailed):
+            await ws_connect(self, ws_url(self.service, user=self.alice.uuid))
+        self.assertEqual(self.service.realtime.hub.connection_count, 0)
+
+    async def test_user_must_match(self):
+        await self.start()
+        token, _ = await self.service.parts.tokens.issue(self.alice)
+        self.assertEqual(await self._status(
+            ws_url(self.service, user=self.bob.uuid, token=token)), 403)
+
+    async def test_header_token(self):
+        await self.start()
+        token, _ = await self.service.parts.tokens.issue(self.alice)
+        client = await ws_connect(self, ws_url(self.service),
+                                  headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual((await client.next()).to, self.alice.uuid)
+
+    async def test_cookie_needs_allowed_origin(self):
+        await self.start(server_allowed_origins=["https://chat.example.com"])
+        token, _ = await self.service.parts.tokens.issue(self.alice)
+        cookie = {"Cookie": f"{self.config.auth.cookie_name}={token}"}
+        url = ws_url(self.service)
+        own = url.replace("ws://", "http://").split("/socket.io")[0]
+        self.assertEqual(await self._status(
+            url, dict(cookie, Origin="https://evil.example.net")), 403)
+        self.assertEqual(await self._status(url, cookie), 403)
+        for origin in (own, "https://chat.example.com"):
+            client = await ws_connect(self, url, headers=cookie, origin=origin)
+            self.assertEqual((await client.next()).content, "welcome!")
+            await client.close()
+
+
+class SyncTests(WebSocketTestCase):
+    async def test_offline_then_sync(self):
+        """
+        Messages sent while a user was offline are replayed in order, in
+        pages, then a done frame; group messages too.
+        """
+        await self.start(websocket_sync_page_size=2)
+        group = await create_group(self.database, self.carol, "g", [self.bob])
+        alice = await self.connect(self.alice)
+        carol = await self.connect(self.carol)
+        for n in range(5):
+            alice.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
+                       messageType=1, clientMsgId=f"c{n}")
+            await alice.next_of("ack")
+        carol.send(to=group.uuid, content="group", contentType=1, messageType=2)
+        last_ack = await carol.next_of("ack")
+        bob = await self.connect(self.bob)
+        bob.send(type="sync", sinceId=0)
+        replayed = [await bob.next() for _ in range(6)]
+        self.assertEqual([f.content for f in replayed],
+                         ["m0", "m1", "m2", "m3", "m4", "group"])
+        self.assertEqual(getattr(replayed[-1], "from"), group.uuid)
+        self.assertEqual(replayed[0].clientMsgId, "c0")
+        done = await bob.next()
+        self.assertEqual((done.type, done.content, done.id, done.more),
+                         ("sync", "done", last_ack.id, False))
+        bob.send(type="sync", sinceId=replayed[2].id, limit=2)
+        self.assertEqual([(await bob.next()).content for _ in range(2)],
+                         ["m3", "m4"])
+        done = await bob.next()
+        self.assertEqual((done.content, done.id, done.more),
+                         ("done", replayed[4].id, True))
+
+
+class RestartTests(WebSocketTestCase):
+    async def test_acknowledged_messages_survive_a_restart(self):
+        """
+        Stop the daemon while messages flow and start it again: every
+        acknowledged message is in history exactly once, and a resend of one
+        after the restart is acknowledged with the same id, not stored.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        for n in range(30):
+            alice.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
+                       messageType=1, clientMsgId=f"c{n}")
+        acks = {}
+        for _ in range(10):
+            ack = await alice.next_of("ack")
+            acks[ack.clientMsgId] = ack.id
+        await self.service.stopService()
+        code, _ = await alice.closed
+        while True:
+            try:
+                frame = await alice.next(timeout=0.5)
+            except Exception:
+                break
+            if frame.type == "ack":
+                acks[frame.clientMsgId] = frame.id
+        self.assertIn(code, (1001, 1006))
+        self.assertGreaterEqual(len(acks), 10)
+
+        self.service = await start_server(self, self.config)
+        self.database = server_database(self.service)
+        stored = await self.history(self.alice)
+        by_client = {}
+        for message in stored:
+            by_client.setdefault(message.client_msg_id, []).append(message.id)
+        for client_id, message_id in acks.items():
+            self.assertEqual(by_client[client_id], [message_id])
+        self.assertEqual(len(stored), len(by_client))
+
+        # The client resends everything it has no ack for (and, to check
+        # dedupe, everything else too): each is stored exactly once.
+        alice = await self.connect(self.alice)
+        for n in range(30):
+            alice.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
+                       messageType=1, clientMsgId=f"c{n}")
+        for _ in range(30):
+            ack = await alice.next_of("ack")
+            if ack.clientMsgId in acks:
+                self.assertEqual(ack.id, acks[ack.clientMsgId])
+        stored = await self.history(self.alice)
+        self.assertEqual(sorted(m.client_msg_id for m in stored),
+                         sorted(f"c{n}" for n in range(30)))
+        self.assertEqual([m.content for m in stored],
+                         [f"m{n}" for n in range(30)])
+
+
+class SlowReaderTests(WebSocketTestCase):
+    async def test_slow_reader_is_cut_off(self):
+        """
+        A client that stops reading is closed with code 4008 once its
+        backlog passes the limit, while other users keep chatting.
+        """
+        await self.start(websocket_max_outgoing_bytes=256 * 1024)
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        carol = await self.connect(self.carol)
+        await make_friends(self.database, self.carol, self.alice)
+        hub = self.service.realtime.hub
+        bob.transport.pauseProducing()
+        chunk = b"\x00" * (256 * 1024)
+        latencies = []
+        for n in range(200):
+            if not hub.is_connected(self.bob.id):
+                break
+            alice.send(type="webrtc", to=self.bob.uuid, contentType=8,
+                       messageType=1, file=chunk)
+            started = time.monotonic()
+            carol.send(to=self.alice.uuid, content=f"ping {n}", contentType=1,
+                       messageType=1)
+            got = await alice.next_of("")
+            latencies.append(time.monotonic() - started)
+            self.assertEqual(got.content, f"ping {n}")
+        self.assertFalse(hub.is_connected(self.bob.id),
+                         "the slow reader was never cut off")
+        self.assertLess(max(latencies), 5.0)
+        bob.transport.resumeProducing()
+        code, reason = await bob.closed
+        self.assertEqual(code, 4008, reason)
+        await self.assert_alive(alice)
