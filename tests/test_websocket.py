@@ -170,6 +170,41 @@ class ChatTests(WebSocketTestCase):
         self.assertEqual((await carol.next_of("error")).errorCode,
                          "not_member")
 
+    async def test_friendship_through_rest(self):
+        """
+        Befriending through the REST API (which publishes the change) lets
+        a connected user message the new friend at once, and unfriending
+        stops it: the Hub's cached friendships follow.
+        """
+        import json
+
+        from tests.helpers import base_url
+
+        await self.start()
+        alice = await self.connect(self.alice)
+        carol = await self.connect(self.carol)
+        await self._refused_to_carol(alice)
+        token, _ = await self.service.parts.tokens.issue(self.alice)
+        headers = {b"Authorization": [f"Bearer {token}".encode()],
+                   b"Content-Type": [b"application/json"]}
+        body = json.dumps({"uuid": self.alice.uuid,
+                           "friendUsername": "carol"}).encode()
+        response = await http_client().post(
+            base_url(self.service) + "/friend", data=body, headers=headers)
+        self.assertEqual((await response.json())["code"], 0)
+        alice.send(to=self.carol.uuid, content="friends now", contentType=1,
+                   messageType=1)
+        self.assertEqual((await carol.next()).content, "friends now")
+        response = await http_client().delete(
+            base_url(self.service) + "/friend", data=body, headers=headers)
+        self.assertEqual((await response.json())["code"], 0)
+        await self._refused_to_carol(alice)
+
+    async def _refused_to_carol(self, alice):
+        alice.send(to=self.carol.uuid, content="hi", contentType=1,
+                   messageType=1)
+        self.assertEqual((await alice.next_of("error")).errorCode, "not_friend")
+
     async def test_two_devices(self):
         """
         Both of a user's devices get messages to it; a message it sends is
@@ -339,6 +374,39 @@ class RefusalTests(WebSocketTestCase):
         await self.assert_alive(alice)
         await self.assert_alive(bob)
         self.assertEqual(await self.stored_count(), 0)
+
+    async def test_message_over_the_size_limit_closes(self):
+        """
+        A WebSocket message over C{max_message_bytes} closes the connection
+        with 1009; others are unaffected and nothing is stored.
+        """
+        await self.start(websocket_max_message_bytes=4096,
+                         websocket_max_frame_bytes=4096)
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.send(to=self.bob.uuid, contentType=3, messageType=1,
+                   file=PNG * 100)
+        code, _ = await alice.closed
+        self.assertEqual(code, 1009)
+        await self.assert_alive(bob)
+        self.assertEqual(await self.stored_count(), 0)
+
+    async def test_autoping_drops_dead_peers(self):
+        """
+        A peer that stops answering the server's pings is dropped.
+        """
+        await self.start(websocket_autoping_interval=0.2,
+                         websocket_autoping_timeout=0.2)
+        alice = await self.connect(self.alice)
+        alice.transport.pauseProducing()
+        hub = self.service.realtime.hub
+        for _ in range(100):
+            if not hub.is_connected(self.alice.id):
+                break
+            await sleep(0.05)
+        self.assertFalse(hub.is_connected(self.alice.id))
+        alice.transport.resumeProducing()
+        await alice.lost
 
     async def test_heartbeat(self):
         await self.start()
