@@ -1,0 +1,311 @@
+"""
+Full-text search over messages: SQL only, plus the tokenizer both engines
+share.
+
+Terms (L{terms}): text is NFKC-normalised and case-folded, then split into
+runs of letters and digits. A run of Latin (or any non-CJK) letters is one
+term, a word. A run of Chinese, Japanese or Korean characters, which have no
+spaces between words, gives its overlapping bigrams plus its last character
+alone ("你好世界" gives 你好, 好世, 世界, 界), so that any substring of two
+or more characters is found through its bigrams, and a single character
+through the terms that start with it.
+
+The index: SQLite keeps the terms of each message in the FTS5 table
+C{message_search} (rowid = message id); MariaDB/MySQL keep one row per
+(term, message) in C{search_terms} (MariaDB has no n-gram FULLTEXT parser:
+see docs/search.md for the measurement). A trigger queues every new message
+in C{search_pending} in the transaction that stores it; L{catch_up_txn}
+indexes the queue before each search (and whenever the indexer timer runs),
+so the message write path does no tokenizing. Edits re-queue a message;
+recalls drop it from the index.
+
+A query matches a message when every query term is among the message's
+terms (a single CJK character: a term starting with it); a CJK run of three
+or more characters must also occur as written in the content (the bigrams
+alone could come from different places).
+"""
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from chatd.errors import BadRequest
+from chatd.stores.messages import _STORED_COLUMNS, _STORED_FROM, _stored_from_row
+
+MAX_TERM_CHARS = 64
+MAX_QUERY_TERMS = 16
+# Messages indexed per catch-up transaction.
+INDEX_BATCH = 500
+
+_RUNS = re.compile(r"[^\W_]+")
+_CJK = (
+    "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
+)
+_SEGMENTS = re.compile(f"([{_CJK}]+)|([^{_CJK}]+)")
+
+
+def _normal(text):
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _segments(text):
+    """
+    The (is_cjk, run) pieces of normalised text.
+    """
+    for run in _RUNS.findall(_normal(text)):
+        for cjk, other in _SEGMENTS.findall(run):
+            if cjk:
+                yield True, cjk
+            else:
+                yield False, other[:MAX_TERM_CHARS]
+
+
+def terms(text):
+    """
+    The index terms of a message's text, without repeats, in order.
+    """
+    found = {}
+    for cjk, run in _segments(text):
+        if not cjk:
+            found[run] = None
+            continue
+        for i in range(len(run) - 1):
+            found[run[i:i + 2]] = None
+        found[run[-1]] = None
+    return list(found)
+
+
+@dataclass(frozen=True)
+class Query:
+    """
+    A parsed search query.
+
+    @ivar exact: terms a message must have.
+    @ivar prefixes: single CJK characters some term must start with.
+    @ivar phrases: CJK runs the content must contain as written.
+    """
+
+    exact: tuple
+    prefixes: tuple
+    phrases: tuple
+
+
+def parse_query(text):
+    """
+    @raise BadRequest: nothing searchable in C{text}, or too many terms.
+    """
+    exact, prefixes, phrases = {}, {}, {}
+    for cjk, run in _segments(text or ""):
+        if not cjk:
+            exact[run] = None
+        elif len(run) == 1:
+            prefixes[run] = None
+        else:
+            for i in range(len(run) - 1):
+                exact[run[i:i + 2]] = None
+            if len(run) > 2:
+                phrases[run] = None
+    exact = tuple(t for t in exact if t not in prefixes)
+    if not exact and not prefixes:
+        raise BadRequest("q: give a word or some characters to search for")
+    if len(exact) + len(prefixes) > MAX_QUERY_TERMS:
+        raise BadRequest(f"q: at most {MAX_QUERY_TERMS} terms")
+    return Query(exact, tuple(prefixes), tuple(phrases))
+
+
+# Indexing.
+
+
+def _index_sqlite_txn(txn, rows):
+    txn.executemany("DELETE FROM message_search WHERE rowid = ?",
+                    [(message_id,) for message_id, _ in rows])
+    txn.executemany(
+        "INSERT INTO message_search (rowid, terms) VALUES (?, ?)",
+        [(message_id, " ".join(terms(content)))
+         for message_id, content in rows if content])
+
+
+def _index_mysql_txn(txn, rows):
+    pairs = [(term, message_id) for message_id, content in rows
+             for term in terms(content)]
+    for start in range(0, len(pairs), 1000):
+        chunk = pairs[start:start + 1000]
+        txn.execute(
+            "INSERT IGNORE INTO search_terms (term, message_id) VALUES "
+            + ", ".join("(?, ?)" for _ in chunk),
+            [value for pair in chunk for value in pair])
+
+
+def catch_up_txn(txn, batch=INDEX_BATCH, rounds=None):
+    """
+    Index the messages queued in C{search_pending}, C{batch} at a time,
+    until the queue is empty (or C{rounds} batches are done).
+
+    @return: how many messages were indexed.
+    """
+    done = 0
+    while rounds is None or rounds > 0:
+        txn.execute(
+            "SELECT p.message_id, m.content, m.recalled_at"
+            " FROM search_pending p LEFT JOIN messages m ON m.id = p.message_id"
+            " ORDER BY p.message_id LIMIT ?", (batch,))
+        queued = txn.fetchall()
+        if not queued:
+            break
+        rows = [(int(message_id), content if recalled is None else "")
+                for message_id, content, recalled in queued
+                if content is not None]
+        if txn.engine.name == "sqlite":
+            _index_sqlite_txn(txn, rows)
+        else:
+            _index_mysql_txn(txn, [(m, c) for m, c in rows if c])
+        ids = [int(row[0]) for row in queued]
+        txn.execute(
+            "DELETE FROM search_pending WHERE message_id IN ("
+            + ", ".join("?" for _ in ids) + ")", ids)
+        done += len(ids)
+        if rounds is not None:
+            rounds -= 1
+        if len(queued) < batch:
+            break
+    return done
+
+
+def forget_txn(txn, message_id):
+    """
+    Drop a message from the index (a recall).
+    """
+    txn.execute("DELETE FROM search_pending WHERE message_id = ?",
+                (message_id,))
+    if txn.engine.name == "sqlite":
+        txn.execute("DELETE FROM message_search WHERE rowid = ?", (message_id,))
+    else:
+        txn.execute("DELETE FROM search_terms WHERE message_id = ?",
+                    (message_id,))
+
+
+def reindex_txn(txn, message_id):
+    """
+    Index a message again after its text changed (an edit).
+    """
+    forget_txn(txn, message_id)
+    txn.execute("INSERT INTO search_pending (message_id) VALUES (?)",
+                (message_id,))
+
+
+# Searching.
+
+
+def _like_pattern(phrase):
+    escaped = phrase.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{escaped}%"
+
+
+def _fts_query(query):
+    parts = [f'"{term}"' for term in query.exact]
+    parts += [f'"{prefix}" *' for prefix in query.prefixes]
+    return " AND ".join(parts)
+
+
+def _candidates_sqlite(query):
+    """
+    The FROM clause and its arguments giving the matching message ids as
+    C{hit.id}, for SQLite.
+    """
+    return (" FROM (SELECT rowid AS id FROM message_search"
+            " WHERE message_search MATCH ?) hit", [_fts_query(query)])
+
+
+def _candidates_mysql(query):
+    """
+    The same for MySQL: the first exact term (or prefix) drives, the others
+    are checked per candidate through the primary key.
+    """
+    conditions, args = [], []
+    if query.exact:
+        first = "t0.term = ?"
+        args.append(query.exact[0])
+        others = [("=", t) for t in query.exact[1:]]
+    else:
+        first = "t0.term LIKE ?"
+        args.append(_like_pattern(query.prefixes[0])[1:])
+        others = []
+    others += [("LIKE", _like_pattern(p)[1:]) for p in query.prefixes
+               if query.exact or p != query.prefixes[0]]
+    for i, (op, value) in enumerate(others, 1):
+        escape = " ESCAPE '!'" if op == "LIKE" else ""
+        conditions.append(
+            f" AND EXISTS (SELECT 1 FROM search_terms t{i}"
+            f" WHERE t{i}.message_id = t0.message_id"
+            f" AND t{i}.term {op} ?{escape})")
+        args.append(value)
+    escape = " ESCAPE '!'" if not query.exact else ""
+    sql = (" FROM (SELECT DISTINCT t0.message_id AS id FROM search_terms t0"
+           f" WHERE {first}{escape}{''.join(conditions)}) hit")
+    return sql, args
+
+
+def search_txn(txn, user_id, group_ids, query, conversation, before_id,
+               limit):
+    """
+    Messages C{user_id} may read that match C{query} (a L{Query}), newest
+    first: its one-to-one messages and those of C{group_ids}, or only
+    those of C{conversation} if given (the caller checked it may read it);
+    below message id C{before_id} if given; at most C{limit}.
+
+    @return: a list of L{chatd.stores.messages.StoredMessage}.
+    """
+    catch_up_txn(txn)
+    if txn.engine.name == "sqlite":
+        hits, args = _candidates_sqlite(query)
+    else:
+        hits, args = _candidates_mysql(query)
+    where = ["m.recalled_at IS NULL"]
+    if conversation is not None:
+        where.append("m.conversation = ?")
+        args.append(conversation)
+    else:
+        readable = ("(m.message_type = 1 AND (m.sender_id = ?"
+                    " OR m.recipient_id = ?))")
+        args.extend([user_id, user_id])
+        if group_ids:
+            readable = (f"({readable} OR (m.message_type = 2 AND"
+                        " m.conversation IN ("
+                        + ", ".join("?" for _ in group_ids) + ")))")
+            args.extend(f"g:{g}" for g in sorted(group_ids))
+        where.append(readable)
+    if before_id is not None:
+        where.append("m.id < ?")
+        args.append(before_id)
+    for phrase in query.phrases:
+        where.append("m.content LIKE ? ESCAPE '!'")
+        args.append(_like_pattern(phrase))
+    from_clause = _STORED_FROM.replace(
+        " FROM messages m", f"{hits} JOIN messages m ON m.id = hit.id", 1)
+    txn.execute(
+        f"SELECT {_STORED_COLUMNS}{from_clause}"
+        f" WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?",
+        args + [limit])
+    return [_stored_from_row(row) for row in txn.fetchall()]
+
+
+class SearchStore:
+    def __init__(self, database):
+        self._database = database
+
+    async def search(self, user_id, group_ids, query, conversation=None,
+                     before_id=None, limit=20):
+        """
+        See L{search_txn}.
+        """
+        return await self._database.run(
+            "search_messages", search_txn, user_id, list(group_ids), query,
+            conversation, before_id, limit)
+
+    async def catch_up(self, batch=INDEX_BATCH, rounds=4):
+        """
+        Index up to C{batch * rounds} queued messages; see L{catch_up_txn}.
+        """
+        return await self._database.run(
+            "search_catch_up", catch_up_txn, batch, rounds)

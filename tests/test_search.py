@@ -1,0 +1,132 @@
+"""
+Tests for L{chatd.stores.search}: the tokenizer, the index kept through
+the queue trigger, edits and recalls, and searching only what a user may
+read, on the test database (SQLite, or MariaDB with CHATD_TEST_MYSQL).
+"""
+
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from chatd.errors import BadRequest
+from chatd.stores.edits import EditStore
+from chatd.stores.messages import GROUP, ONE_TO_ONE, MessageStore, NewMessage
+from chatd.stores.search import SearchStore, parse_query, terms
+from tests.helpers import create_group, create_user, migrated_database
+
+
+class TermsTests(SynchronousTestCase):
+    def test_latin_words(self):
+        self.assertEqual(terms("Hello, WORLD! hello_again 42"),
+                         ["hello", "world", "again", "42"])
+
+    def test_cjk_bigrams(self):
+        self.assertEqual(terms("你好世界"), ["你好", "好世", "世界", "界"])
+        self.assertEqual(terms("東京へ"), ["東京", "京へ", "へ"])
+
+    def test_mixed(self):
+        self.assertEqual(terms("Go语言rocks"), ["go", "语言", "言", "rocks"])
+
+    def test_query(self):
+        q = parse_query("Hello 世界和平 字")
+        self.assertEqual(q.exact, ("hello", "世界", "界和", "和平"))
+        self.assertEqual(q.prefixes, ("字",))
+        self.assertEqual(q.phrases, ("世界和平",))
+
+    def test_empty_query(self):
+        self.assertRaises(BadRequest, parse_query, " ,.! ")
+        self.assertRaises(BadRequest, parse_query, "")
+
+    def test_too_many_terms(self):
+        self.assertRaises(BadRequest, parse_query,
+                          " ".join(f"w{i}" for i in range(17)))
+
+
+class SearchStoreTests(TestCase):
+    async def _setup(self):
+        self.database = await migrated_database(self)
+        self.messages = MessageStore(self.database)
+        self.search = SearchStore(self.database)
+        self.alice = await create_user(self.database, "alice")
+        self.bob = await create_user(self.database, "bob")
+        self.carol = await create_user(self.database, "carol")
+        self.group = await create_group(self.database, self.alice, "g",
+                                        [self.bob])
+        self.ids = {}
+        for key, sender, recipient, kind, content in [
+            ("ab1", self.alice, self.bob, ONE_TO_ONE, "Hello Bob, lunch today?"),
+            ("ab2", self.bob, self.alice, ONE_TO_ONE, "我们明天去东京吧"),
+            ("bc1", self.bob, self.carol, ONE_TO_ONE, "hello carol, secret lunch"),
+            ("g1", self.alice, self.group, GROUP, "Lunch at noon, 你好大家"),
+            ("g2", self.bob, self.group, GROUP, "東京タワーへ行きましょう"),
+        ]:
+            [stored] = await self.messages.insert_batch(
+                [NewMessage(sender.id, None, kind, recipient.id, 1, content)],
+                1000)
+            self.ids[key] = stored.id
+
+    async def _find(self, user, text, conversation=None, before=None,
+                    limit=20, groups=None):
+        if groups is None:
+            groups = [self.group.id] if user is not self.carol else []
+        found = await self.search.search(user.id, groups, parse_query(text),
+                                         conversation, before, limit)
+        inverse = {v: k for k, v in self.ids.items()}
+        return [inverse[m.id] for m in found]
+
+    async def test_latin_words(self):
+        """
+        Words are found case-insensitively, newest first, only in what the
+        user may read.
+        """
+        await self._setup()
+        self.assertEqual(await self._find(self.alice, "LUNCH"), ["g1", "ab1"])
+        self.assertEqual(await self._find(self.bob, "lunch"),
+                         ["g1", "bc1", "ab1"])
+        self.assertEqual(await self._find(self.carol, "lunch"), ["bc1"])
+        self.assertEqual(await self._find(self.alice, "hello lunch"), ["ab1"])
+        self.assertEqual(await self._find(self.alice, "lun"), [])
+
+    async def test_cjk_substrings(self):
+        await self._setup()
+        self.assertEqual(await self._find(self.alice, "东京"), ["ab2"])
+        self.assertEqual(await self._find(self.alice, "明天去"), ["ab2"])
+        self.assertEqual(await self._find(self.alice, "東京"), ["g2"])
+        self.assertEqual(await self._find(self.alice, "タワー"), ["g2"])
+        self.assertEqual(await self._find(self.alice, "京"), ["g2", "ab2"])
+        self.assertEqual(await self._find(self.alice, "大家"), ["g1"])
+        self.assertEqual(await self._find(self.alice, "天明"), [])
+        # Bigrams of a longer run must also be adjacent in the content.
+        self.assertEqual(await self._find(self.alice, "明天东京"), [])
+
+    async def test_one_conversation_and_pages(self):
+        await self._setup()
+        self.assertEqual(
+            await self._find(self.bob, "lunch", conversation=f"g:{self.group.id}"),
+            ["g1"])
+        first = await self._find(self.bob, "lunch", limit=2)
+        self.assertEqual(first, ["g1", "bc1"])
+        self.assertEqual(
+            await self._find(self.bob, "lunch", before=self.ids["bc1"]), ["ab1"])
+
+    async def test_edit_and_recall(self):
+        """
+        An edited message is found by its new text only; a recalled one
+        not at all.
+        """
+        await self._setup()
+        edits = EditStore(self.database)
+        self.assertTrue(await edits.edit(self.ids["ab1"], "dinner tonight", 2000))
+        self.assertEqual(await self._find(self.alice, "lunch"), ["g1"])
+        self.assertEqual(await self._find(self.alice, "dinner"), ["ab1"])
+        recalled, orphan = await edits.recall(self.ids["g1"], 3000)
+        self.assertEqual((recalled, orphan), (True, None))
+        self.assertEqual(await self._find(self.alice, "noon"), [])
+        self.assertEqual(await self._find(self.alice, "你好"), [])
+
+    async def test_catch_up(self):
+        """
+        The indexer empties the queue; searching afterwards still works.
+        """
+        await self._setup()
+        self.assertEqual(await self.search.catch_up(), 5)
+        self.assertEqual(await self.search.catch_up(), 0)
+        self.assertEqual(await self._find(self.carol, "secret"), ["bc1"])
