@@ -277,6 +277,29 @@ class CallsConfig:
 
 
 @dataclass(frozen=True)
+class MessagesConfig:
+    recall_window: float = _setting(
+        120.0, "Seconds after sending during which a sender may recall a"
+        " message (a group owner may recall any group message).", _not_negative
+    )
+    edit_window: float = _setting(
+        120.0, "Seconds after sending during which a sender may edit a text"
+        " message.", _not_negative
+    )
+    typing_burst: int = _setting(
+        5, "Typing frames one user may send in a row.", _positive
+    )
+    typing_per_second: float = _setting(
+        1.0, "Typing frames one user may send per second after the burst"
+        " (the rest are dropped).", _positive
+    )
+    presence_debounce: float = _setting(
+        5.0, "Seconds a user's last connection must stay gone before friends"
+        " and fellow members are told they went offline.", _not_negative
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -284,6 +307,7 @@ class Config:
     files: FilesConfig = field(default_factory=FilesConfig)
     websocket: WebsocketConfig = field(default_factory=WebsocketConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
+    messages: MessagesConfig = field(default_factory=MessagesConfig)
 
     @property
     def database_url(self):
