@@ -377,10 +377,10 @@ def _ws_client_protocol():
     return ChatTestClient
 
 
-async def ws_connect(testcase, url, headers=None, origin=None):
+async def ws_connect(testcase, url, headers=None, origin=None, ca_path=None):
     """
     Open a WebSocket with a real Autobahn client; closed when the test
-    ends.
+    ends. A C{wss://} URL needs C{ca_path}, the CA to trust.
 
     @raise HandshakeFailed: the server refused the upgrade.
     @return: the client protocol (see C{ChatTestClient} above).
@@ -388,15 +388,25 @@ async def ws_connect(testcase, url, headers=None, origin=None):
     from urllib.parse import urlsplit
 
     from autobahn.twisted.websocket import WebSocketClientFactory
-    from twisted.internet.endpoints import TCP4ClientEndpoint
+    from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint
 
     factory = WebSocketClientFactory(url, headers=headers or {}, origin=origin,
                                      reactor=reactor)
     factory.protocol = _ws_client_protocol()
     factory.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=5)
     parts = urlsplit(url)
-    client = await TCP4ClientEndpoint(reactor, parts.hostname, parts.port,
-                                      timeout=10).connect(factory)
+    if parts.scheme == "wss":
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        with open(ca_path, "rb") as f:
+            trust = Certificate.loadPEM(f.read())
+        endpoint = SSL4ClientEndpoint(
+            reactor, parts.hostname, parts.port,
+            optionsForClientTLS(parts.hostname, trust), timeout=10)
+    else:
+        endpoint = TCP4ClientEndpoint(reactor, parts.hostname, parts.port,
+                                      timeout=10)
+    client = await endpoint.connect(factory)
     testcase.addCleanup(client.close)
     await client.opened
     return client
@@ -445,6 +455,11 @@ class ApiClient:
         from twisted.internet.task import LoopingCall
 
         self.stub = StubTreq(resource)
+        # Like a fresh browser per request: tests send cookies explicitly.
+        from http.cookiejar import DefaultCookiePolicy
+
+        self.stub.request.__wrapped__.__self__._cookiejar.set_policy(
+            DefaultCookiePolicy(allowed_domains=[]))
         pump = LoopingCall(self.stub.flush)
         pump.clock = reactor
         pump.start(0.001)
