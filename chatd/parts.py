@@ -21,6 +21,7 @@ from chatd.stores.groups import GroupStore
 from chatd.stores.messages import MessageStore
 from chatd.stores.social import SocialStore
 from chatd.stores.users import UserStore
+from chatd.turn import IceServers
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Parts:
     social: Social
     groups: Groups
     history: History
+    ice_servers: IceServers = None
 
 
 def build_parts(config, database, reactor, events=None):
@@ -65,4 +67,4 @@ def build_parts(config, database, reactor, events=None):
     history = History(users, groups, messages)
     return Parts(config, events, users, social_store, group_store, messages,
                  files, tokens, passwords, limits, accounts, social, groups,
-                 history)
+                 history, ice_servers=IceServers(config.calls, reactor))

@@ -8,10 +8,11 @@ import hashlib
 import hmac
 
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd.config import CallsConfig, ConfigError
 from chatd.turn import IceServers, turn_credential
+from tests.helpers import api_client, sign_up
 
 SECRET = "coturn-shared-secret"
 USER = "6f1c2b9e-0000-4000-8000-000000000001"
@@ -102,3 +103,36 @@ class IceServersTests(SynchronousTestCase):
                                   CallsConfig(turn_urls=("turn:t",)),
                                   self.clock)
         self.assertIn("calls.turn_secret", str(error))
+
+
+class IceServersRouteTests(TestCase):
+    async def client(self):
+        return await api_client(
+            self, calls_stun_urls=["stun:stun.example.com"],
+            calls_turn_urls=["turn:turn.example.com:3478"],
+            calls_turn_secret=SECRET, calls_turn_credential_lifetime=300)
+
+    async def test_signed_in(self):
+        client, _ = await self.client()
+        user, token = await sign_up(client, "alice")
+        for path in ("/api/v1/ice-servers", "/ice-servers"):
+            code, answer = await client.call("GET", path, token=token)
+            self.assertEqual((code, answer["code"]), (200, 0))
+            data = answer["data"]
+            stun, turn = data["iceServers"]
+            self.assertEqual(stun, {"urls": ["stun:stun.example.com"]})
+            self.assertEqual(turn["urls"], ["turn:turn.example.com:3478"])
+            expiry, _, who = turn["username"].partition(":")
+            self.assertEqual(who, user["uuid"])
+            self.assertEqual(int(expiry), data["expiresAt"])
+            self.assertEqual(data["ttl"], 300)
+            self.assertEqual(turn["credential"],
+                             coturn_password(SECRET, turn["username"]))
+
+    async def test_not_signed_in(self):
+        client, _ = await self.client()
+        code, answer = await client.call("GET", "/api/v1/ice-servers")
+        self.assertEqual((code, answer["code"], answer["data"]), (401, -1, None))
+        code, answer = await client.call("GET", "/api/v1/ice-servers",
+                                         token="not-a-token")
+        self.assertEqual((code, answer["code"]), (401, -1))

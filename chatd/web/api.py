@@ -399,6 +399,15 @@ class ChatApi:
             limit=50 if limit is None else limit)
         return envelope.success(request, [message_json(m) for m in page])
 
+    # -- calls ----------------------------------------------------------------
+
+    @app.route("/ice-servers", methods=["GET"])
+    async def ice_servers(self, request):
+        identity = await self._identity(request)
+        request.setHeader(b"cache-control", b"no-store")
+        return envelope.success(
+            request, self._parts.ice_servers.for_user(identity.uuid))
+
     # -- files ----------------------------------------------------------------
 
     @app.route("/file", methods=["POST"])
