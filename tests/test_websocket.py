@@ -99,6 +99,32 @@ class ChatTests(WebSocketTestCase):
         stored = await self.history(self.alice)
         self.assertEqual([m.content for m in stored], ["hello bob", "hi alice"])
 
+    async def test_messages_arriving_together_share_a_commit(self):
+        """
+        A burst of messages is stored in a few transactions, not one each,
+        and delivered in the order it was sent.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.send(to=self.bob.uuid, content="warm-up", contentType=1,
+                   messageType=1)
+        await alice.next_of("ack")
+        await bob.next()
+        writer = self.service.realtime.writer
+        commits = writer.commits
+        for n in range(50):
+            alice.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
+                       messageType=1, clientMsgId=f"c{n}")
+        acks = [await alice.next_of("ack") for _ in range(50)]
+        received = [await bob.next() for _ in range(50)]
+        self.assertEqual([f.content for f in received],
+                         [f"m{n}" for n in range(50)])
+        self.assertEqual([a.id for a in acks], [f.id for f in received])
+        self.assertEqual(sorted(a.id for a in acks), [a.id for a in acks])
+        self.commits_for_burst = writer.commits - commits
+        self.assertLessEqual(self.commits_for_burst, 10)
+
     async def test_go_chat_frame_without_client_id(self):
         """
         A go-chat-web frame (fields 1-11 only, C{from} set to the sender) is
@@ -468,6 +494,32 @@ class UpgradeTests(WebSocketTestCase):
             client = await ws_connect(self, url, headers=cookie, origin=origin)
             self.assertEqual((await client.next()).content, "welcome!")
             await client.close()
+
+
+class TlsTests(WebSocketTestCase):
+    async def test_wss_on_the_tls_listener(self):
+        """
+        /socket.io is served behind the same TLS as the API: chat over
+        wss://, including a fan-out and a slow-reader-safe send path.
+        """
+        from tests.helpers import listening_ports, make_tls_files, tls_listen
+
+        ca, cert, key = make_tls_files(self.mktemp())
+        await self.start(server_listen=[tls_listen(cert, key)])
+        port = listening_ports(self.service)[0]
+        clients = []
+        for user in (self.alice, self.bob):
+            token, _ = await self.service.parts.tokens.issue(user)
+            client = await ws_connect(
+                self, f"wss://localhost:{port}/socket.io?token={token}",
+                ca_path=ca)
+            self.assertEqual((await client.next()).content, "welcome!")
+            clients.append(client)
+        alice, bob = clients
+        alice.send(to=self.bob.uuid, content="secret", contentType=1,
+                   messageType=1, clientMsgId="t-1")
+        self.assertEqual((await bob.next()).content, "secret")
+        self.assertEqual((await alice.next()).type, "ack")
 
 
 class SyncTests(WebSocketTestCase):
