@@ -13,6 +13,7 @@ from chatd.auth.tokens import TokenService, load_token_secret
 from chatd.events import Events
 from chatd.files import FileStore
 from chatd.handlers.accounts import Accounts
+from chatd.handlers.conversations import build_conversations
 from chatd.handlers.groups import Groups
 from chatd.handlers.history import History
 from chatd.handlers.social import Social
@@ -41,6 +42,7 @@ class Parts:
     groups: Groups
     history: History
     ice_servers: IceServers = None
+    conversations: object = None
 
 
 def build_parts(config, database, reactor, events=None):
@@ -65,6 +67,9 @@ def build_parts(config, database, reactor, events=None):
     social = Social(users, social_store, group_store, events, reactor)
     groups = Groups(users, group_store, events, reactor)
     history = History(users, groups, messages)
-    return Parts(config, events, users, social_store, group_store, messages,
-                 files, tokens, passwords, limits, accounts, social, groups,
-                 history, ice_servers=IceServers(config.calls, reactor))
+    parts = Parts(config, events, users, social_store, group_store, messages,
+                  files, tokens, passwords, limits, accounts, social, groups,
+                  history, ice_servers=IceServers(config.calls, reactor))
+    parts.conversations = build_conversations(config, database, reactor,
+                                              parts)
+    return parts
