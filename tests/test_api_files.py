@@ -1,0 +1,234 @@
+"""
+Files over HTTP: avatar uploads (POST /file), downloads (GET /file/<name>)
+with types, nosniff, attachments, Range; limits and traversal refusals; and
+the sniffing of types from the first bytes.
+"""
+
+import os
+
+from twisted.trial import unittest
+
+from chatd.errors import BadRequest, NotFound, PayloadTooLarge
+from chatd.files import check_name, is_inline, sniff
+from tests.helpers import api_client, multipart, sign_up
+from tests.test_api_social import NOBODY
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+class SniffTests(unittest.TestCase):
+    def test_magic(self):
+        cases = [
+            (PNG, "image/png", "png"),
+            (b"\xff\xd8\xff\xe0rest", "image/jpeg", "jpg"),
+            (b"GIF89a....", "image/gif", "gif"),
+            (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp", "webp"),
+            (b"RIFF\x00\x00\x00\x00WAVEfmt ", "audio/wav", "wav"),
+            (b"%PDF-1.7\n", "application/pdf", "pdf"),
+            (b"PK\x03\x04rest", "application/zip", "zip"),
+            (b"ID3\x04\x00", "audio/mpeg", "mp3"),
+            (b"\xff\xfb\x90\x00", "audio/mpeg", "mp3"),
+            (b"\xff\xf1\x50\x80", "audio/aac", "aac"),
+            (b"OggS\x00\x02", "audio/ogg", "ogg"),
+            (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm",
+             "video/webm", "webm"),
+            (b"\x00\x00\x00\x18ftypmp42", "video/mp4", "mp4"),
+            (b"\x00\x00\x00\x18ftypM4A ", "audio/mp4", "m4a"),
+            (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>",
+             "image/svg+xml", "svg"),
+            (b"<?xml version='1.0'?>\n<svg></svg>", "image/svg+xml", "svg"),
+            (b"\xef\xbb\xbf  <!DOCTYPE html><p>x", "text/html", "html"),
+            (b"<script>alert(1)</script>", "text/html", "html"),
+            (b"hello, world\n", "text/plain", "txt"),
+            (b"\x00\x01\x02\x03", "application/octet-stream", "bin"),
+        ]
+        for data, media_type, extension in cases:
+            self.assertEqual(sniff(data), (media_type, extension), data[:12])
+
+    def test_suffix_only_among_harmless_types(self):
+        self.assertEqual(sniff(b"PK\x03\x04x", "docx")[1], "docx")
+        self.assertEqual(sniff(b"\x00\x01", "doc"),
+                         ("application/msword", "doc"))
+        self.assertEqual(sniff(b"\x00\x01", "html"),
+                         ("application/octet-stream", "bin"))
+        self.assertEqual(sniff(b"\x00\x01", "exe")[1], "bin")
+        self.assertEqual(sniff(b"a,b\n1,2\n", "csv"), ("text/plain", "csv"))
+        self.assertEqual(sniff(PNG, "html"), ("image/png", "png"))
+
+    def test_inline(self):
+        for media_type in ("image/png", "audio/mpeg", "video/mp4", "text/plain"):
+            self.assertTrue(is_inline(media_type))
+        for media_type in ("text/html", "image/svg+xml", "application/xml",
+                           "application/pdf", "application/octet-stream"):
+            self.assertFalse(is_inline(media_type))
+
+    def test_names(self):
+        good = "0123456789abcdef0123456789abcdef.png"
+        self.assertEqual(check_name(good), good)
+        for bad, error in [("../token_secret", BadRequest),
+                           ("/etc/passwd", BadRequest),
+                           ("..\\x", BadRequest), ("a\x00.png", BadRequest),
+                           ("..", NotFound), ("chatd.sqlite3", NotFound),
+                           (good.upper(), NotFound), (good + ".html", NotFound)]:
+            self.assertRaises(error, check_name, bad)
+
+
+class UploadTests(unittest.TestCase):
+    async def _setup(self, **changes):
+        self.client, self.parts = await api_client(self, **changes)
+        self.alice, self.token = await sign_up(self.client, "alice")
+        self.bob, self.bob_token = await sign_up(self.client, "bob")
+
+    async def upload(self, uuid, data, filename="me.png", token=None):
+        body, headers = multipart([("uuid", uuid)], [("file", filename, data)])
+        return await self.client.call("POST", "/file", token=token or self.token,
+                                      data=body, headers=headers)
+
+    async def test_avatar(self):
+        await self._setup()
+        code, answer = await self.upload(self.alice["uuid"], PNG,
+                                         filename="../../evil.html")
+        self.assertEqual(code, 200)
+        name = answer["data"]
+        self.assertRegex(name, r"^[0-9a-f]{32}\.png$")
+        code, user = await self.client.call(
+            "GET", "/user/" + self.alice["uuid"], token=self.token)
+        self.assertEqual(user["data"]["avatar"], name)
+        path = os.path.join(self.parts.files.directory, name)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), PNG)
+        response, body = await self.client.request("GET", "/file/" + name)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, PNG)
+        headers = response.headers
+        self.assertEqual(headers.getRawHeaders("content-type"), ["image/png"])
+        self.assertEqual(headers.getRawHeaders("x-content-type-options"),
+                         ["nosniff"])
+        self.assertIsNone(headers.getRawHeaders("content-disposition"))
+        self.assertEqual(headers.getRawHeaders("accept-ranges"), ["bytes"])
+
+    async def test_range(self):
+        await self._setup()
+        _, answer = await self.upload(self.alice["uuid"], PNG)
+        name = answer["data"]
+        response, body = await self.client.request(
+            "GET", "/file/" + name, headers={"Range": "bytes=8-15"})
+        self.assertEqual(response.code, 206)
+        self.assertEqual(body, PNG[8:16])
+        self.assertEqual(response.headers.getRawHeaders("content-range"),
+                         [f"bytes 8-15/{len(PNG)}"])
+        response, body = await self.client.request(
+            "GET", "/file/" + name, headers={"Range": "bytes=-4"})
+        self.assertEqual((response.code, body), (206, PNG[-4:]))
+        response, _ = await self.client.request(
+            "GET", "/file/" + name, headers={"Range": "bytes=99999-"})
+        self.assertEqual(response.code, 416)
+
+    async def test_refusals(self):
+        await self._setup()
+        for uuid, status in [(self.bob["uuid"], 403), (NOBODY, 404), ("", 400)]:
+            code, answer = await self.upload(uuid, PNG)
+            self.assertEqual((code, answer["code"]), (status, -1), uuid)
+        code, answer = await self.upload(self.alice["uuid"], PNG, token="bad")
+        self.assertEqual(code, 401)
+        body, headers = multipart([], [("file", "a.png", PNG)])
+        code, answer = await self.client.call(
+            "POST", "/file", token=self.token, data=body, headers=headers)
+        self.assertEqual((code, answer["msg"]), (400, "uuid: required"))
+        code, user = await self.client.call(
+            "GET", "/user/" + self.bob["uuid"], token=self.bob_token)
+        self.assertEqual(user["data"]["avatar"], "")
+
+    async def test_bad_uploads(self):
+        await self._setup()
+        cases = [
+            (b"<html><script>alert(1)</script></html>", 400,
+             "file: an avatar must be a PNG, JPEG, GIF or WebP image"),
+            (b"<svg onload='alert(1)'/>", 400,
+             "file: an avatar must be a PNG, JPEG, GIF or WebP image"),
+            (b"", 400, "file: the file is empty"),
+        ]
+        for data, status, message in cases:
+            code, answer = await self.upload(self.alice["uuid"], data)
+            self.assertEqual((code, answer["msg"]), (status, message), data)
+        body, headers = multipart([("uuid", self.alice["uuid"])])
+        code, answer = await self.client.call(
+            "POST", "/file", token=self.token, data=body, headers=headers)
+        self.assertEqual((code, answer["msg"]), (400, "file: required"))
+        code, answer = await self.client.call(
+            "POST", "/file", token=self.token, json={"uuid": self.alice["uuid"]})
+        self.assertEqual(code, 400)
+        self.assertEqual(os.listdir(self.parts.files.directory)
+                         if os.path.isdir(self.parts.files.directory) else [], [])
+
+    async def test_too_large(self):
+        await self._setup(files_max_upload_bytes=1000)
+        code, answer = await self.upload(self.alice["uuid"], PNG)
+        self.assertEqual((code, answer["msg"]),
+                         (413, "the file is larger than 1000 bytes"))
+        self.assertFalse(os.path.isdir(self.parts.files.directory)
+                         and os.listdir(self.parts.files.directory))
+        with self.assertRaises(PayloadTooLarge):
+            await self.parts.files.save(None, b"x" * 1001)
+
+
+class DownloadTests(unittest.TestCase):
+    async def _setup(self):
+        self.client, self.parts = await api_client(self)
+
+    async def test_active_types_are_attachments(self):
+        await self._setup()
+        for data, media_type in [
+                (b"<!doctype html><script>alert(1)</script>", "text/html"),
+                (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"),
+                (b"<?xml version='1.0'?><x/>", "application/xml"),
+                (b"%PDF-1.4", "application/pdf"),
+                (b"\x00\x01\x02", "application/octet-stream")]:
+            stored = await self.parts.files.save(None, data)
+            self.assertEqual(stored.media_type, media_type)
+            response, body = await self.client.request("GET", "/file/" + stored.name)
+            self.assertEqual(response.code, 200)
+            self.assertEqual(body, data)
+            headers = response.headers
+            self.assertEqual(headers.getRawHeaders("content-disposition"),
+                             [f'attachment; filename="{stored.name}"'])
+            self.assertEqual(headers.getRawHeaders("x-content-type-options"),
+                             ["nosniff"])
+            self.assertIn("sandbox",
+                          headers.getRawHeaders("content-security-policy")[0])
+            self.assertEqual(headers.getRawHeaders("content-type")[0], media_type
+                             if not media_type.startswith("text/")
+                             else media_type + "; charset=utf-8")
+
+    async def test_text_inline(self):
+        await self._setup()
+        stored = await self.parts.files.save(None, b"just text", "txt")
+        response, body = await self.client.request("GET", "/file/" + stored.name)
+        self.assertEqual(response.headers.getRawHeaders("content-type"),
+                         ["text/plain; charset=utf-8"])
+        self.assertIsNone(response.headers.getRawHeaders("content-disposition"))
+
+    async def test_head(self):
+        await self._setup()
+        stored = await self.parts.files.save(None, PNG)
+        response, body = await self.client.request("HEAD", "/file/" + stored.name)
+        self.assertEqual((response.code, body), (200, b""))
+
+    async def test_traversal(self):
+        await self._setup()
+        secret_dir = self.parts.config.server.data_dir
+        self.assertTrue(os.path.exists(os.path.join(secret_dir, "token_secret")))
+        paths = [
+            "/file/../token_secret", "/file/..%2Ftoken_secret",
+            "/file/..%2F..%2Fetc%2Fpasswd", "/file/%2Fetc%2Fpasswd",
+            "/file/..%5Ctoken_secret", "/file/%2e%2e%2ftoken_secret",
+            "/file/x%00.png", "/file/token_secret", "/file/..",
+            "/file/%252e%252e%252ftoken_secret", "/file//etc/passwd",
+            "/file/0123456789abcdef0123456789abcdef.png",
+            "/api/v1/file/..%2Ftoken_secret",
+        ]
+        for path in paths:
+            response, body = await self.client.request("GET", path)
+            self.assertIn(response.code, (400, 404), path)
+            self.assertEqual(response.headers.getRawHeaders("content-type"),
+                             ["application/json; charset=utf-8"], path)
