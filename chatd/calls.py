@@ -51,6 +51,7 @@ import math
 import uuid
 from dataclasses import dataclass
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -75,9 +76,10 @@ REJECT_VIDEO = 18
 HANG_UP = 19
 CALL_LOG = 20
 
-# The contentTypes the call manager handles (with any frame of type
-# "webrtc").
-CALL_CONTENT_TYPES = frozenset(range(VOICE_SIGNAL, HANG_UP + 1)) - {10}
+# The contentTypes handed to the call manager whatever the frame's type (it
+# handles every frame of type "webrtc" too). 10 and 20 are refused: 20 is
+# only ever sent by the server.
+CALL_CONTENT_TYPES = frozenset(range(VOICE_SIGNAL, CALL_LOG + 1))
 
 VOICE = "voice"
 VIDEO = "video"
@@ -228,9 +230,10 @@ class Call:
         return self.caller if side == CALLER else self.callee
 
 
-class CallManager:
+class CallManager(Service):
     """
-    The calls in progress on this node.
+    The calls in progress on this node; a service that forgets them when
+    it stops.
 
     @param clock: an L{twisted.internet.interfaces.IReactorTime}; tests may
         replace the C{clock} attribute before any call starts.
@@ -335,6 +338,10 @@ class CallManager:
         for call in self.calls():
             self._cancel_timers(call)
         self._calls.clear()
+
+    def stopService(self):
+        super().stopService()
+        self.stop()
 
     # Dialling.
 

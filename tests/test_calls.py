@@ -225,6 +225,8 @@ class DialTests(CallTestCase):
         self.refused("spoofed_from", a, contentType=calls.DIAL_VOICE,
                      to=self.bob.uuid, from_=self.carol.uuid)
         self.refused("bad_call_frame", a, contentType=10, to=self.bob.uuid)
+        self.refused("bad_call_frame", a, contentType=calls.CALL_LOG,
+                     to=self.bob.uuid, content="{}")
         self.assertEqual(self.manager.calls(), [])
 
     def test_own_uuid_in_from_is_fine(self):
