@@ -30,6 +30,7 @@ from chatd.errors import (
     Unauthorized,
 )
 from chatd.files import is_inline
+from chatd.web import conversation_views as views
 from chatd.web import envelope
 
 log = Logger()
@@ -398,6 +399,68 @@ class ChatApi:
             after=query_int(request, "after"),
             limit=50 if limit is None else limit)
         return envelope.success(request, [message_json(m) for m in page])
+
+    # -- conversations (docs/api.md, "Conversations") --------------------------
+
+    @app.route("/conversations", methods=["GET"])
+    async def conversation_list(self, request):
+        identity = await self._identity(request)
+        limit = query_int(request, "limit") or 20
+        page = await self._parts.conversations.list(
+            identity, before=query(request, "before"), limit=limit)
+        return envelope.success(request, views.conversations_json(page, limit))
+
+    @app.route("/conversations/<uuid>/messages", methods=["GET"])
+    async def conversation_messages(self, request, uuid):
+        identity = await self._identity(request)
+        limit = query_int(request, "limit") or 50
+        _, page, markers = await self._parts.conversations.history(
+            identity, uuid, before=query_int(request, "before"),
+            after=query_int(request, "after"), limit=limit)
+        return envelope.success(request,
+                                views.history_json(page, markers, limit))
+
+    @app.route("/conversations/<uuid>/read", methods=["POST"])
+    async def conversation_read(self, request, uuid):
+        identity = await self._identity(request)
+        up_to = read_body(request).get("id")
+        if up_to is not None and (not isinstance(up_to, int)
+                                  or isinstance(up_to, bool)):
+            raise BadRequest("id: must be a message id")
+        position = await self._parts.conversations.mark_read(
+            identity, uuid, up_to)
+        return envelope.success(request, views.read_json(uuid, position))
+
+    @app.route("/search", methods=["GET"])
+    async def search(self, request):
+        identity = await self._identity(request)
+        limit = query_int(request, "limit") or 20
+        found = await self._parts.conversations.search(
+            identity, query(request, "q"), uuid=query(request, "uuid"),
+            before=query_int(request, "before"), limit=limit)
+        return envelope.success(request, views.search_json(found, limit))
+
+    @app.route("/message/<int:message_id>/recall", methods=["POST"])
+    async def recall(self, request, message_id):
+        identity = await self._identity(request)
+        change = await self._parts.conversations.recall(identity, message_id)
+        return envelope.success(request, views.change_json(change, True))
+
+    @app.route("/message/<int:message_id>", methods=["PUT"])
+    async def edit(self, request, message_id):
+        identity = await self._identity(request)
+        content = field(read_body(request), "content", required=True)
+        change = await self._parts.conversations.edit(
+            identity, message_id, content)
+        return envelope.success(request, views.change_json(change, False))
+
+    @app.route("/presence", methods=["GET"])
+    async def presence(self, request):
+        identity = await self._identity(request)
+        uuids = (query(request, "uuids", "uuid") or "").split(",")
+        entries = await self._parts.conversations.presence(
+            identity, [u.strip() for u in uuids])
+        return envelope.success(request, views.presence_json(entries))
 
     # -- calls ----------------------------------------------------------------
 
