@@ -1,0 +1,200 @@
+"""
+End-to-end flows on a real loopback server: register, log in, use the
+cookie, upload an avatar and fetch it back with a Range request; the body
+limit enforced while a request streams in; CORS; the Secure cookie on TLS.
+"""
+
+import json
+import os
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.trial import unittest
+
+from tests.helpers import (
+    base_url,
+    http_client,
+    listening_ports,
+    make_tls_files,
+    multipart,
+    start_server,
+    test_config,
+    tls_listen,
+)
+from tests.test_api_files import PNG
+
+
+class _Raw(Protocol):
+    """
+    Sends bytes, collects the answer until the server closes.
+    """
+
+    def __init__(self, chunks):
+        self._chunks = chunks
+        self.received = b""
+        self.done = Deferred()
+
+    def connectionMade(self):
+        for chunk in self._chunks:
+            self.transport.write(chunk)
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.done.callback(self.received)
+
+
+async def raw_exchange(port, chunks):
+    protocol = _Raw(chunks)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=10)
+    await connectProtocol(endpoint, protocol)
+    return await protocol.done
+
+
+class FlowTests(unittest.TestCase):
+    async def _server(self, **changes):
+        changes.setdefault("auth_scrypt_log2_n", 10)
+        self.config = test_config(self, **changes)
+        self.service = await start_server(self, self.config)
+        self.url = base_url(self.service)
+        self.http = http_client()
+
+    async def call(self, method, path, **kwargs):
+        response = await self.http.request(method, self.url + path, **kwargs)
+        return response, await response.content()
+
+    async def test_register_login_cookie_avatar_range(self):
+        await self._server()
+        response, body = await self.call("POST", "/user/register", json={
+            "username": "alice", "password": "password1"})
+        self.assertEqual(response.code, 201)
+        response, body = await self.call("POST", "/user/login", json={
+            "username": "alice", "password": "password1"})
+        self.assertEqual(response.code, 200)
+        user = json.loads(body)["data"]
+        set_cookie = response.headers.getRawHeaders("set-cookie")[0]
+        self.assertIn("HttpOnly", set_cookie)
+        self.assertIn("SameSite=Lax", set_cookie)
+        self.assertNotIn("Secure", set_cookie)
+        cookie = set_cookie.split(";")[0]
+        headers = {"Cookie": cookie}
+        response, body = await self.call("GET", "/user/" + user["uuid"],
+                                         headers=headers)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(body)["data"]["username"], "alice")
+        data, multipart_headers = multipart(
+            [("uuid", user["uuid"])], [("file", "me.png", PNG)])
+        response, body = await self.call(
+            "POST", "/file", data=data,
+            headers=dict(headers, **multipart_headers))
+        self.assertEqual(response.code, 200, body)
+        name = json.loads(body)["data"]
+        response, body = await self.call("GET", "/user/" + user["uuid"],
+                                         headers=headers)
+        self.assertEqual(json.loads(body)["data"]["avatar"], name)
+        response, body = await self.call("GET", "/file/" + name,
+                                         headers={"Range": "bytes=0-7"})
+        self.assertEqual(response.code, 206)
+        self.assertEqual(body, PNG[:8])
+        self.assertEqual(response.headers.getRawHeaders("content-range"),
+                         [f"bytes 0-7/{len(PNG)}"])
+        self.assertEqual(response.headers.getRawHeaders("content-type"),
+                         ["image/png"])
+        response, body = await self.call("POST", "/user/logout", headers=headers)
+        self.assertEqual(response.code, 200)
+        response, body = await self.call("GET", "/user/" + user["uuid"],
+                                         headers=headers)
+        self.assertEqual(response.code, 401)
+
+    async def test_declared_body_over_limit(self):
+        await self._server(files_max_upload_bytes=1000)
+        port = listening_ports(self.service)[0]
+        answer = await raw_exchange(port, [
+            b"POST /file HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 50000000\r\n\r\n", b"--x\r\n"])
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 413 "), head)
+        self.assertEqual(json.loads(body)["code"], -1)
+        self.assertFalse(os.path.exists(
+            os.path.join(self.config.server.data_dir, "files")))
+
+    async def test_chunked_body_over_limit(self):
+        await self._server(files_max_upload_bytes=1000)
+        port = listening_ports(self.service)[0]
+        chunk = b"x" * 16384
+        chunks = [b"POST /file HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: multipart/form-data; boundary=x\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n"]
+        chunks += [b"%x\r\n" % len(chunk) + chunk + b"\r\n"] * 8
+        answer = await raw_exchange(port, chunks)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:80])
+
+    async def test_body_under_limit_passes(self):
+        await self._server()
+        response, body = await self.call("POST", "/user/register",
+                                         data=b"{}" + b" " * 200000,
+                                         headers={"Content-Type": "application/json"})
+        self.assertEqual(response.code, 413)
+        self.assertEqual(json.loads(body)["msg"], "the body is larger than 65536 bytes")
+
+    async def test_cors(self):
+        await self._server(server_allowed_origins=["https://app.example.com"])
+        response, body = await self.call(
+            "OPTIONS", "/user/login",
+            headers={"Origin": "https://app.example.com",
+                     "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "content-type"})
+        self.assertEqual(response.code, 204)
+        h = response.headers
+        self.assertEqual(h.getRawHeaders("access-control-allow-origin"),
+                         ["https://app.example.com"])
+        self.assertEqual(h.getRawHeaders("access-control-allow-credentials"),
+                         ["true"])
+        self.assertIn("POST", h.getRawHeaders("access-control-allow-methods")[0])
+        response, body = await self.call(
+            "OPTIONS", "/user/login",
+            headers={"Origin": "https://evil.example",
+                     "Access-Control-Request-Method": "POST"})
+        self.assertEqual(response.code, 403)
+        self.assertIsNone(response.headers.getRawHeaders(
+            "access-control-allow-origin"))
+        self.assertEqual(json.loads(body)["code"], -1)
+        response, body = await self.call(
+            "POST", "/user/login", json={"username": "x", "password": "y"},
+            headers={"Origin": "https://evil.example"})
+        self.assertIsNone(response.headers.getRawHeaders(
+            "access-control-allow-origin"))
+        response, body = await self.call(
+            "POST", "/user/login", json={"username": "x", "password": "y"},
+            headers={"Origin": "https://app.example.com"})
+        self.assertEqual(response.headers.getRawHeaders(
+            "access-control-allow-origin"), ["https://app.example.com"])
+        self.assertEqual(response.headers.getRawHeaders("vary"), ["Origin"])
+
+    async def test_no_cors_by_default(self):
+        await self._server()
+        response, _ = await self.call(
+            "GET", "/user/name?name=x", headers={"Origin": "https://any.example"})
+        self.assertEqual(response.code, 401)
+        self.assertIsNone(response.headers.getRawHeaders(
+            "access-control-allow-origin"))
+
+    async def test_secure_cookie_over_tls(self):
+        ca, cert, key = make_tls_files(os.path.abspath(self.mktemp()))
+        config = test_config(self, server_listen=[tls_listen(cert, key)],
+                             auth_scrypt_log2_n=10)
+        service = await start_server(self, config)
+        url = base_url(service, scheme="https", host="localhost")
+        client = http_client(ca)
+        response = await client.post(url + "/user/register", json={
+            "username": "alice", "password": "password1"})
+        await response.content()
+        response = await client.post(url + "/user/login", json={
+            "username": "alice", "password": "password1"})
+        await response.content()
+        self.assertEqual(response.code, 200)
+        self.assertIn("Secure", response.headers.getRawHeaders("set-cookie")[0])
