@@ -76,7 +76,7 @@ class Accounts:
             raise BadRequest("username: required")
         if not isinstance(password, str) or not password:
             raise BadRequest("password: required")
-        account = username.strip().lower()
+        account = username.strip().lower()[:128]
         self._limits.login_address.check(address)
         self._limits.login_account.check(account)
         if len(password) > validation.PASSWORD_MAX or \
