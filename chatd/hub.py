@@ -102,6 +102,7 @@ class Hub(Service):
         self._prepare = prepare or (lambda payload: payload)
         self._connections = {}
         self._factories = []
+        self._observers = []
         self._members = _Cache(self._load_members)
         self._friends = _Cache(self._load_friends)
         self._users_by_uuid = _Cache(users.get_by_uuid, user_cache_size)
@@ -151,6 +152,25 @@ class Hub(Service):
 
     # Connections.
 
+    def add_observer(self, on_attach=None, on_detach=None):
+        """
+        Call C{on_attach(connection)} / C{on_detach(connection)} whenever a
+        connection is attached or detached (presence, calls). Observers run
+        synchronously; their exceptions are logged.
+        """
+        self._observers.append((on_attach, on_detach))
+
+    def _notify(self, index, connection):
+        for observer in self._observers:
+            callback = observer[index]
+            if callback is None:
+                continue
+            try:
+                callback(connection)
+            except Exception:
+                log.failure("Connection observer {callback} failed",
+                            callback=callback)
+
     def check_capacity(self, user_id):
         """
         @raise TooManyRequests: the user has as many connections as allowed.
@@ -169,6 +189,7 @@ class Hub(Service):
         user_id = connection.user.id
         self.check_capacity(user_id)
         self._connections.setdefault(user_id, []).append(connection)
+        self._notify(0, connection)
         log.debug("{user} connected ({count} devices)",
                   user=connection.user.username,
                   count=len(self._connections[user_id]))
@@ -176,11 +197,13 @@ class Hub(Service):
     def detach(self, connection):
         user_id = connection.user.id
         devices = self._connections.get(user_id, [])
-        if connection in devices:
-            devices.remove(connection)
+        if connection not in devices:
+            return
+        devices.remove(connection)
         if not devices:
             self._connections.pop(user_id, None)
             self._friends.forget(user_id)
+        self._notify(1, connection)
 
     def connections_of(self, user_id):
         return tuple(self._connections.get(user_id, ()))

@@ -357,14 +357,14 @@ def _ws_client_protocol():
             """
             return self.frames.get().addTimeout(timeout, reactor)
 
-        async def next_of(self, kind, timeout=10):
+        async def next_of(self, *kinds, timeout=10):
             """
-            The next frame of type C{kind} ("" for messages), skipping
-            others.
+            The next frame of one of the types C{kinds} ("" for messages),
+            skipping others (presence, receipts ...).
             """
             while True:
                 frame = await self.next(timeout)
-                if frame.type == kind:
+                if frame.type in kinds:
                     return frame
 
         async def close(self):
@@ -429,7 +429,7 @@ async def connect_user(testcase, service, user, welcome=True):
     client = await ws_connect(testcase, ws_url(service, user=user.uuid,
                                                token=token))
     if welcome:
-        frame = await client.next()
+        frame = await client.next_of("")
         assert frame.content == "welcome!", frame
     return client
 

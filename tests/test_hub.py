@@ -110,6 +110,18 @@ class HubTests(SynchronousTestCase):
         self.assertEqual(self.hub.deliver([7], b"frame"), 0)
         self.assertEqual(self.prepared, [])
 
+    def test_observers(self):
+        seen = []
+        self.hub.add_observer(lambda c: seen.append(("attach", c)),
+                              lambda c: seen.append(("detach", c)))
+        self.hub.add_observer(on_detach=lambda c: 1 / 0)
+        connection = FakeConnection(1)
+        self.hub.attach(connection)
+        self.hub.detach(connection)
+        self.hub.detach(connection)
+        self.assertEqual(seen, [("attach", connection), ("detach", connection)])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_connection_limit(self):
         self.hub.attach(FakeConnection(1))
         self.hub.attach(FakeConnection(1))

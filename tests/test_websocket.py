@@ -83,7 +83,7 @@ class ChatTests(WebSocketTestCase):
         alice.send(to=self.bob.uuid, content="hello bob", contentType=1,
                    messageType=1, clientMsgId="a-1")
         ack = await alice.next_of("ack")
-        got = await bob.next()
+        got = await bob.next_of("")
         self.assertEqual((got.type, getattr(got, "from"), got.to, got.content,
                           got.fromUsername, got.avatar, got.messageType),
                          ("", self.alice.uuid, self.bob.uuid, "hello bob",
@@ -93,7 +93,7 @@ class ChatTests(WebSocketTestCase):
         self.assertGreater(ack.id, 0)
         bob.send(to=self.alice.uuid, content="hi alice", contentType=1,
                  messageType=1, clientMsgId="b-1")
-        reply = await alice.next()
+        reply = await alice.next_of("")
         self.assertEqual((getattr(reply, "from"), reply.content),
                          (self.bob.uuid, "hi alice"))
         stored = await self.history(self.alice)
@@ -110,14 +110,14 @@ class ChatTests(WebSocketTestCase):
         alice.send(to=self.bob.uuid, content="warm-up", contentType=1,
                    messageType=1)
         await alice.next_of("ack")
-        await bob.next()
+        await bob.next_of("")
         writer = self.service.realtime.writer
         commits = writer.commits
         for n in range(50):
             alice.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
                        messageType=1, clientMsgId=f"c{n}")
         acks = [await alice.next_of("ack") for _ in range(50)]
-        received = [await bob.next() for _ in range(50)]
+        received = [await bob.next_of("") for _ in range(50)]
         self.assertEqual([f.content for f in received],
                          [f"m{n}" for n in range(50)])
         self.assertEqual([a.id for a in acks], [f.id for f in received])
@@ -135,7 +135,7 @@ class ChatTests(WebSocketTestCase):
         bob = await self.connect(self.bob)
         alice.send(from_=self.alice.uuid, to=self.bob.uuid, content="old",
                    contentType=1, messageType=1, avatar="x", fromUsername="x")
-        got = await bob.next()
+        got = await bob.next_of("")
         self.assertEqual((got.content, got.avatar, got.fromUsername),
                          ("old", "a.png", "alice"))
         ack = await alice.next_of("ack")
@@ -156,15 +156,15 @@ class ChatTests(WebSocketTestCase):
                    messageType=2, clientMsgId="g-1")
         ack = await alice.next_of("ack")
         for client in (bob, carol):
-            got = await client.next()
+            got = await client.next_of("")
             self.assertEqual(
                 (getattr(got, "from"), got.to, got.avatar, got.fromUsername,
                  got.content, got.messageType, got.id),
                 (group.uuid, self.alice.uuid, "a.png", "alice", "hi all", 2,
                  ack.id))
         carol.send(to=group.uuid, content="hi", contentType=1, messageType=2)
-        self.assertEqual(getattr(await alice.next(), "from"), group.uuid)
-        self.assertEqual((await bob.next()).content, "hi")
+        self.assertEqual(getattr(await alice.next_of(""), "from"), group.uuid)
+        self.assertEqual((await bob.next_of("")).content, "hi")
 
     async def test_membership_changes_are_followed(self):
         """
@@ -187,7 +187,7 @@ class ChatTests(WebSocketTestCase):
             events.MEMBER_JOINED, group_id=group.id, user_id=self.carol.id)
         alice.send(to=group.uuid, content="welcome carol", contentType=1,
                    messageType=2)
-        self.assertEqual((await carol.next()).content, "welcome carol")
+        self.assertEqual((await carol.next_of("")).content, "welcome carol")
         await GroupStore(self.database).leave(group.id, self.carol.id)
         self.service.parts.events.publish(
             events.MEMBER_LEFT, group_id=group.id, user_id=self.carol.id)
@@ -220,7 +220,7 @@ class ChatTests(WebSocketTestCase):
         self.assertEqual((await response.json())["code"], 0)
         alice.send(to=self.carol.uuid, content="friends now", contentType=1,
                    messageType=1)
-        self.assertEqual((await carol.next()).content, "friends now")
+        self.assertEqual((await carol.next_of("")).content, "friends now")
         response = await http_client().delete(
             base_url(self.service) + "/friend", data=body, headers=headers)
         self.assertEqual((await response.json())["code"], 0)
@@ -245,9 +245,9 @@ class ChatTests(WebSocketTestCase):
         alice1.send(to=self.bob.uuid, content="to both", contentType=1,
                     messageType=1, clientMsgId="m1")
         for client in (bob1, bob2, alice2):
-            got = await client.next()
+            got = await client.next_of("")
             self.assertEqual(got.content, "to both")
-        ack = await alice1.next()
+        ack = await alice1.next_of("ack")
         self.assertEqual(ack.type, "ack")
         await self.assert_alive(alice1)
 
@@ -267,7 +267,7 @@ class ChatTests(WebSocketTestCase):
                        messageType=1, clientMsgId="same")
         first, second = await alice.next_of("ack"), await alice.next_of("ack")
         self.assertEqual(first.id, second.id)
-        self.assertEqual((await bob.next()).content, "once")
+        self.assertEqual((await bob.next_of("")).content, "once")
         await self.assert_alive(bob)
         self.assertEqual(await self.stored_count(), 1)
 
@@ -281,7 +281,7 @@ class ChatTests(WebSocketTestCase):
         self.assertEqual((await alice.next_of("error")).errorCode, "not_admin")
         root.send(content="maintenance at noon", contentType=1)
         for client in (alice, bob):
-            got = await client.next()
+            got = await client.next_of("")
             self.assertEqual((got.content, getattr(got, "from")),
                              ("maintenance at noon", admin.uuid))
 
@@ -289,14 +289,14 @@ class ChatTests(WebSocketTestCase):
         await self.start()
         alice = await self.connect(self.alice)
         bob = await self.connect(self.bob)
-        alice.send(type="webrtc", to=self.bob.uuid, contentType=11,
-                   messageType=1, content="")
-        got = await bob.next()
-        self.assertEqual((got.type, got.contentType, getattr(got, "from")),
-                         ("webrtc", 11, self.alice.uuid))
         alice.send(type="webrtc", to=self.carol.uuid, contentType=11,
                    messageType=1)
         self.assertEqual((await alice.next_of("error")).errorCode, "not_friend")
+        alice.send(type="webrtc", to=self.bob.uuid, contentType=11,
+                   messageType=1, content="")
+        got = await bob.next_of("webrtc")
+        self.assertEqual((got.contentType, getattr(got, "from")),
+                         (11, self.alice.uuid))
         self.assertEqual(await self.stored_count(), 0)
 
 
@@ -313,7 +313,7 @@ class AttachmentTests(WebSocketTestCase):
         alice.send(to=self.bob.uuid, contentType=2, messageType=1,
                    content=f"data:text/plain;base64,{encoded}",
                    fileSuffix="txt", clientMsgId="f-1")
-        got = await bob.next()
+        got = await bob.next_of("")
         self.assertEqual((got.contentType, got.content), (2, ""))
         self.assertTrue(got.url.endswith(".txt"), got.url)
         _, path = await self.service.parts.files.find(got.url)
@@ -332,11 +332,11 @@ class AttachmentTests(WebSocketTestCase):
         bob = await self.connect(self.bob)
         alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG,
                    fileSuffix="exe")
-        image = await bob.next()
+        image = await bob.next_of("")
         self.assertEqual((image.contentType, image.file), (3, b""))
         self.assertTrue(image.url.endswith(".png"), image.url)
         alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=OGG)
-        audio = await bob.next()
+        audio = await bob.next_of("")
         self.assertEqual(audio.contentType, 4)
         self.assertTrue(audio.url.endswith(".ogg"))
 
@@ -396,7 +396,7 @@ class RefusalTests(WebSocketTestCase):
         await self._refused(alice, "bad_base64", to=self.bob.uuid,
                             contentType=2, messageType=1,
                             content="data:image/png;base64,&&&not base64")
-        await self._refused(alice, "unknown_type", type="recall")
+        await self._refused(alice, "unknown_type", type="no-such-kind")
         await self.assert_alive(alice)
         await self.assert_alive(bob)
         self.assertEqual(await self.stored_count(), 0)
@@ -434,11 +434,40 @@ class RefusalTests(WebSocketTestCase):
         alice.transport.resumeProducing()
         await alice.lost
 
+    async def test_registered_frame_handler(self):
+        """
+        Other parts (calls, receipts) add frame kinds through the factory;
+        their domain errors become error frames, and spoofed senders are
+        refused before they see the frame.
+        """
+        from chatd.errors import Forbidden
+        from chatd.protocol.frames import Message
+
+        await self.start()
+        seen = []
+
+        async def handle_typing(connection, frame):
+            seen.append((connection.user.id, frame.to))
+            if frame.to == "nobody":
+                raise Forbidden("no typing to nobody")
+            connection.send_frame(Message(type="typing", content="ok"))
+
+        self.service.realtime.factory.register_frame_handler(
+            "typing", handle_typing)
+        alice = await self.connect(self.alice)
+        alice.send(type="typing", to=self.bob.uuid)
+        self.assertEqual((await alice.next_of("typing")).content, "ok")
+        await self._refused(alice, "forbidden", type="typing", to="nobody")
+        await self._refused(alice, "spoofed_from", type="typing",
+                            from_=self.bob.uuid, to=self.bob.uuid)
+        self.assertEqual(seen, [(self.alice.id, self.bob.uuid),
+                                (self.alice.id, "nobody")])
+
     async def test_heartbeat(self):
         await self.start()
         alice = await self.connect(self.alice)
         alice.send(type="heatbeat", content="ping")
-        pong = await alice.next()
+        pong = await alice.next_of("heatbeat")
         self.assertEqual((pong.type, pong.content), ("heatbeat", "pong"))
 
 
@@ -479,7 +508,7 @@ class UpgradeTests(WebSocketTestCase):
         token, _ = await self.service.parts.tokens.issue(self.alice)
         client = await ws_connect(self, ws_url(self.service),
                                   headers={"Authorization": f"Bearer {token}"})
-        self.assertEqual((await client.next()).to, self.alice.uuid)
+        self.assertEqual((await client.next_of("")).to, self.alice.uuid)
 
     async def test_cookie_needs_allowed_origin(self):
         await self.start(server_allowed_origins=["https://chat.example.com"])
@@ -492,7 +521,7 @@ class UpgradeTests(WebSocketTestCase):
         self.assertEqual(await self._status(url, cookie), 403)
         for origin in (own, "https://chat.example.com"):
             client = await ws_connect(self, url, headers=cookie, origin=origin)
-            self.assertEqual((await client.next()).content, "welcome!")
+            self.assertEqual((await client.next_of("")).content, "welcome!")
             await client.close()
 
 
@@ -513,13 +542,13 @@ class TlsTests(WebSocketTestCase):
             client = await ws_connect(
                 self, f"wss://localhost:{port}/socket.io?token={token}",
                 ca_path=ca)
-            self.assertEqual((await client.next()).content, "welcome!")
+            self.assertEqual((await client.next_of("")).content, "welcome!")
             clients.append(client)
         alice, bob = clients
         alice.send(to=self.bob.uuid, content="secret", contentType=1,
                    messageType=1, clientMsgId="t-1")
-        self.assertEqual((await bob.next()).content, "secret")
-        self.assertEqual((await alice.next()).type, "ack")
+        self.assertEqual((await bob.next_of("")).content, "secret")
+        self.assertEqual((await alice.next_of("ack")).type, "ack")
 
 
 class SyncTests(WebSocketTestCase):
@@ -540,18 +569,18 @@ class SyncTests(WebSocketTestCase):
         last_ack = await carol.next_of("ack")
         bob = await self.connect(self.bob)
         bob.send(type="sync", sinceId=0)
-        replayed = [await bob.next() for _ in range(6)]
+        replayed = [await bob.next_of("") for _ in range(6)]
         self.assertEqual([f.content for f in replayed],
                          ["m0", "m1", "m2", "m3", "m4", "group"])
         self.assertEqual(getattr(replayed[-1], "from"), group.uuid)
         self.assertEqual(replayed[0].clientMsgId, "c0")
-        done = await bob.next()
+        done = await bob.next_of("sync")
         self.assertEqual((done.type, done.content, done.id, done.more),
                          ("sync", "done", last_ack.id, False))
         bob.send(type="sync", sinceId=replayed[2].id, limit=2)
-        self.assertEqual([(await bob.next()).content for _ in range(2)],
+        self.assertEqual([(await bob.next_of("")).content for _ in range(2)],
                          ["m3", "m4"])
-        done = await bob.next()
+        done = await bob.next_of("sync")
         self.assertEqual((done.content, done.id, done.more),
                          ("done", replayed[4].id, True))
 
@@ -618,23 +647,34 @@ class SlowReaderTests(WebSocketTestCase):
         backlog passes the limit, while other users keep chatting.
         """
         await self.start(websocket_max_outgoing_bytes=256 * 1024)
+        admin = await create_user(self.database, "root", is_admin=True)
+        root = await self.connect(admin)
         alice = await self.connect(self.alice)
         bob = await self.connect(self.bob)
         carol = await self.connect(self.carol)
         await make_friends(self.database, self.carol, self.alice)
         hub = self.service.realtime.hub
+        # Stop reading, with a small receive buffer, so that the kernel's
+        # buffers (autotuned up to tens of MB) do not hide the backlog.
+        import socket
+
+        bob.transport.getHandle().setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         bob.transport.pauseProducing()
-        chunk = b"\x00" * (256 * 1024)
+        bulk = "x" * (256 * 1024)
         latencies = []
-        for n in range(200):
+        for n in range(400):
             if not hub.is_connected(self.bob.id):
                 break
-            alice.send(type="webrtc", to=self.bob.uuid, contentType=8,
-                       messageType=1, file=chunk)
+            # A large broadcast reaches everyone; only bob does not read.
+            root.send(content=bulk, contentType=1)
             started = time.monotonic()
             carol.send(to=self.alice.uuid, content=f"ping {n}", contentType=1,
                        messageType=1)
-            got = await alice.next_of("")
+            while True:
+                got = await alice.next_of("")
+                if got.content != bulk:
+                    break
             latencies.append(time.monotonic() - started)
             self.assertEqual(got.content, f"ping {n}")
         self.assertFalse(hub.is_connected(self.bob.id),

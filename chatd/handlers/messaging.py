@@ -87,6 +87,16 @@ class Messaging:
         self._files = files
         self._config = config
         self._tails = weakref.WeakKeyDictionary()
+        self._relay_handler = None
+
+    def set_relay_handler(self, handler):
+        """
+        Hand every relayed frame (type "webrtc", or contentType 6 and up,
+        with a C{to}) to C{handler(connection, frame)}, a coroutine function,
+        instead of relaying it plainly: the call manager's hook. The sender
+        check has been made already.
+        """
+        self._relay_handler = handler
 
     def check_sender(self, connection, frame):
         """
@@ -215,6 +225,8 @@ class Messaging:
         user = connection.user
         if not frame.to:
             return await self.broadcast(connection, frame)
+        if self._relay_handler is not None:
+            return await self._relay_handler(connection, frame)
         out = Message()
         out.CopyFrom(frame)
         out.avatar, out.fromUsername = user.avatar, user.username

@@ -39,6 +39,7 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         self.tokens = tokens
         self.users = users
         self.settings = settings
+        self.frame_handlers = {}
         c = websocket_config
         self.setProtocolOptions(
             maxFramePayloadSize=c.max_frame_bytes,
@@ -50,6 +51,14 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             autoPingRestartOnAnyTraffic=True,
             failByDrop=False,
         )
+
+    def register_frame_handler(self, kind, handler):
+        """
+        Handle frames of type C{kind} with C{handler(connection, frame)}, a
+        coroutine function, instead of the built-in handler (if any). Its
+        L{chatd.errors.ChatError}s become error frames.
+        """
+        self.frame_handlers[kind] = handler
 
 
 class ChatWebSocketResource(WebSocketResource):

@@ -192,20 +192,23 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def _open(self):
         settings = self.factory.settings
-        try:
-            self.factory.hub.attach(self)
-        except TooManyRequests as error:
-            self.sendClose(CLOSE_TOO_MANY_CONNECTIONS, error.message)
-            return
-        self._attached = True
-        self.connected = True
         self._buffer = OutgoingBuffer(settings.max_outgoing_bytes,
                                       self._cut_off)
         # twisted.web's channel registered itself as the transport's
         # producer; the connection is ours now.
         self.transport.unregisterProducer()
         self.transport.registerProducer(self._buffer, True)
+        self.connected = True
+        # The welcome comes first; frames the Hub's observers send on
+        # attach (presence ...) follow it.
         self.send_frame(frames.welcome_frame(self.user.uuid))
+        try:
+            self.factory.hub.attach(self)
+        except TooManyRequests as error:
+            self.connected = False
+            self.sendClose(CLOSE_TOO_MANY_CONNECTIONS, error.message)
+            return
+        self._attached = True
 
     # Frames in.
 
@@ -221,14 +224,24 @@ class ChatServerProtocol(WebSocketServerProtocol):
         except ChatError as error:
             self._send_error(error)
             return
-        name = _HANDLERS.get(frame.type)
-        if name is None:
-            self._send_error(frames.refuse(
-                ChatError, f"unknown frame type {frame.type!r}",
-                "unknown_type"), frame.clientMsgId)
+        try:
+            self.factory.messaging.check_sender(self, frame)
+        except ChatError as error:
+            self._send_error(error, frame.clientMsgId)
             return
+        extra = self.factory.frame_handlers.get(frame.type)
+        if extra is not None:
+            handler = extra(self, frame)
+        else:
+            name = _HANDLERS.get(frame.type)
+            if name is None:
+                self._send_error(frames.refuse(
+                    ChatError, f"unknown frame type {frame.type!r}",
+                    "unknown_type"), frame.clientMsgId)
+                return
+            handler = getattr(self, name)(frame)
         self._started()
-        d = Deferred.fromCoroutine(getattr(self, name)(frame))
+        d = Deferred.fromCoroutine(handler)
         d.addErrback(self._failed, frame)
         d.addBoth(self._finished)
 
