@@ -376,6 +376,21 @@ class UserTests(unittest.TestCase):
                                          token=token)
         self.assertEqual(answer["data"]["email"], "al@example.com")
 
+    async def test_own_name_in_any_case(self):
+        client, _ = await api_client(self)
+        _, token = await sign_up(client, "alice")
+        code, answer = await client.call("PUT", "/user", token=token, json={
+            "username": "ALICE ", "nickname": "Al"})
+        self.assertEqual((code, answer["data"]["nickname"]), (200, "Al"))
+        code, answer = await client.call("POST", "/user/login", json={
+            "username": " Alice", "password": "password1"})
+        self.assertEqual(code, 200)
+
+    async def test_path_not_utf8(self):
+        client, _ = await api_client(self)
+        code, answer = await client.call("GET", "/user/%ff%fe")
+        self.assertEqual((code, answer["msg"]), (400, "the path is not valid UTF-8"))
+
     async def test_update_someone_else_refused(self):
         client, parts = await api_client(self)
         _, token = await sign_up(client, "alice")

@@ -3,6 +3,7 @@ Accounts: registration, sign-in, sign-out, profile and password changes,
 avatars.
 """
 
+import unicodedata
 import uuid as uuid_module
 
 from twisted.logger import Logger
@@ -14,6 +15,13 @@ from chatd.handlers.common import require_self
 from chatd.stores import now_ms
 
 log = Logger()
+
+
+def _fold(name):
+    """
+    A user name as the database compares it (ignoring case).
+    """
+    return unicodedata.normalize("NFC", name.strip()).lower()
 
 WRONG_CREDENTIALS = "wrong user name or password"
 AVATAR_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -76,15 +84,15 @@ class Accounts:
             raise BadRequest("username: required")
         if not isinstance(password, str) or not password:
             raise BadRequest("password: required")
-        account = username.strip().lower()[:128]
+        username = unicodedata.normalize("NFC", username.strip())
+        account = username.lower()[:128]
         self._limits.login_address.check(address)
         self._limits.login_account.check(account)
         if len(password) > validation.PASSWORD_MAX or \
                 len(username) > validation.USERNAME_MAX * 4:
             credentials = None
         else:
-            credentials = await self.users.credentials(
-                "username", username.strip())
+            credentials = await self.users.credentials("username", username)
         if credentials is None:
             ok = await self._passwords.verify_nobody(password[:1024])
         else:
@@ -121,10 +129,12 @@ class Accounts:
         @raise Forbidden: C{username} names someone else, or the old
             password is wrong.
         """
-        if username not in (None, "") and username != identity.username:
+        if username not in (None, "") and (
+                not isinstance(username, str)
+                or _fold(username) != _fold(identity.username)):
             if not isinstance(username, str):
                 raise BadRequest("username: must be a string")
-            if await self.users.get_by_name(username) is None:
+            if await self.users.get_by_name(username.strip()) is None:
                 raise NotFound("no such user")
             raise Forbidden("you may only change your own account")
         fields = {}

@@ -5,6 +5,8 @@ always work), the CORS headers, preflight answers, and the check that
 refuses cookie-authenticated writes from foreign origins.
 """
 
+from urllib.parse import unquote_to_bytes
+
 from twisted.web.resource import Resource
 
 from chatd.web.envelope import failure
@@ -85,6 +87,10 @@ class CorsResource(Resource):
         self._policy = policy
 
     def render(self, request):
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return failure(request, 400, "the path is not valid UTF-8")
         if self._policy.apply(request):
             if request.code == 403:
                 return failure(request, 403, "origin not allowed")
