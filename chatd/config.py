@@ -12,6 +12,7 @@ file and the key.
 """
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -69,6 +70,14 @@ def _token_secret(value):
         return "must be at least 32 bytes long (or empty)"
 
 
+def _networks(values):
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f"{value!r} is not an IP address or network like 10.0.0.0/8"
+
+
 def _origins(values):
     for origin in values:
         parts = urlsplit(origin)
@@ -92,6 +101,11 @@ class ServerConfig:
     )
     static_dir: str = _setting(
         "", "A web client build to serve at / (empty: none)."
+    )
+    trusted_proxies: tuple[str, ...] = _setting(
+        (), "Addresses or networks of reverse proxies whose X-Forwarded-For"
+        " and X-Forwarded-Proto headers are believed.",
+        _networks,
     )
 
 
