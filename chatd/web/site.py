@@ -9,6 +9,7 @@ from chatd.web.api import MULTIPART_OVERHEAD, ChatApi
 from chatd.web.cors import CorsPolicy, CorsResource
 from chatd.web.health import HealthResource
 from chatd.web.limits import limited_request_factory
+from chatd.web.proxy import ProxyPolicy
 from chatd.web.root import ChatRoot
 from chatd.web.static import SpaResource
 
@@ -25,8 +26,9 @@ def build_root(config, database, reactor, parts=None):
         from chatd.parts import build_parts
 
         parts = build_parts(config, database, reactor)
-    cors = CorsPolicy(config.server.allowed_origins)
-    api = CorsResource(ChatApi(parts, cors).resource(), cors)
+    proxies = ProxyPolicy(config.server.trusted_proxies)
+    cors = CorsPolicy(config.server.allowed_origins, proxies)
+    api = CorsResource(ChatApi(parts, cors, proxies).resource(), cors)
     static = SpaResource(config.server.static_dir) if config.server.static_dir else None
     root = ChatRoot(api, static)
     root.putChild(b"healthz", HealthResource(database))
