@@ -32,6 +32,7 @@ from chatd.errors import (
 from chatd.files import is_inline
 from chatd.web import conversation_views as views
 from chatd.web import envelope
+from chatd.web.proxy import ProxyPolicy
 
 log = Logger()
 
@@ -198,22 +199,19 @@ def read_multipart(request, limit):
     return parts
 
 
-def client_address(request):
-    address = request.getClientAddress()
-    return getattr(address, "host", None) or str(address)
-
-
 class ChatApi:
     """
     The REST API over the shared L{chatd.parts.Parts}.
 
     @param cors: the L{chatd.web.cors.CorsPolicy}.
+    @param proxies: the L{chatd.web.proxy.ProxyPolicy}.
     """
 
     app = Klein()
 
-    def __init__(self, parts, cors):
+    def __init__(self, parts, cors, proxies=None):
         self._parts = parts
+        self._proxies = proxies if proxies is not None else ProxyPolicy()
         self._accounts = parts.accounts
         self._social = parts.social
         self._groups = parts.groups
@@ -283,7 +281,7 @@ class ChatApi:
     def _set_cookie(self, request, token, max_age):
         parts = [f"{self._cookie_name}={token}", "Path=/", f"Max-Age={max_age}",
                  "HttpOnly", "SameSite=Lax"]
-        if request.isSecure():
+        if self._proxies.is_secure(request):
             parts.append("Secure")
         request.responseHeaders.addRawHeader(
             b"set-cookie", "; ".join(parts).encode("ascii"))
@@ -294,7 +292,7 @@ class ChatApi:
     async def register(self, request):
         body = read_body(request)
         user = await self._accounts.register(
-            client_address(request),
+            self._proxies.client_address(request),
             field(body, "username", required=True),
             field(body, "password", required=True),
             nickname=field(body, "nickname") or "",
@@ -306,7 +304,7 @@ class ChatApi:
     async def login(self, request):
         body = read_body(request)
         user, token, identity = await self._accounts.login(
-            client_address(request),
+            self._proxies.client_address(request),
             field(body, "username", required=True),
             field(body, "password", required=True))
         self._set_cookie(request, token, self._token_lifetime)

@@ -10,6 +10,7 @@ from urllib.parse import unquote_to_bytes
 from twisted.web.resource import Resource
 
 from chatd.web.envelope import failure
+from chatd.web.proxy import ProxyPolicy
 
 ALLOWED_METHODS = b"GET, HEAD, POST, PUT, DELETE, OPTIONS"
 ALLOWED_HEADERS = b"Authorization, Content-Type, Range"
@@ -24,11 +25,12 @@ def _header(request, name):
 
 
 class CorsPolicy:
-    def __init__(self, allowed_origins):
+    def __init__(self, allowed_origins, proxies=None):
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
+        self._proxies = proxies if proxies is not None else ProxyPolicy()
 
     def own_origin(self, request):
-        scheme = "https" if request.isSecure() else "http"
+        scheme = "https" if self._proxies.is_secure(request) else "http"
         host = _header(request, "host") or ""
         return f"{scheme}://{host}"
 
