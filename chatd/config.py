@@ -219,6 +219,12 @@ class WebsocketConfig:
         64, "Frames of one connection in flight before chatd stops reading it.",
         _positive,
     )
+    max_refusals_per_minute: int = _setting(
+        120,
+        "Frames of one connection refused (error frames) within a minute"
+        " before it is closed as abusive (code 1008).",
+        _positive,
+    )
     batch_size: int = _setting(
         256, "Most messages stored in one transaction (group commit).", _positive
     )

@@ -417,6 +417,22 @@ class RefusalTests(WebSocketTestCase):
         await self.assert_alive(bob)
         self.assertEqual(await self.stored_count(), 0)
 
+    async def test_abusive_client_is_closed(self):
+        """
+        A client whose frames keep being refused is closed with 1008 once
+        it passes C{max_refusals_per_minute}; a few refusals are fine.
+        """
+        await self.start(websocket_max_refusals_per_minute=3)
+        alice = await self.connect(self.alice)
+        for _ in range(3):
+            alice.sendMessage(b"\xff\xff", isBinary=True)
+            await alice.next_of("error")
+        await self.assert_alive(alice)
+        alice.sendMessage(b"\xff\xff", isBinary=True)
+        code, _ = await alice.closed
+        self.assertEqual(code, 1008)
+        self.assertFalse(self.service.realtime.hub.is_connected(self.alice.id))
+
     async def test_autoping_drops_dead_peers(self):
         """
         A peer that stops answering the server's pings is dropped.

@@ -21,6 +21,7 @@ class Settings:
     allowed_origins: tuple
     max_outgoing_bytes: int
     max_pending_frames: int
+    max_refusals_per_minute: int = 120
 
 
 class ChatWebSocketFactory(WebSocketServerFactory):
@@ -110,7 +111,8 @@ def build_realtime(config, database, reactor, parts):
         cookie_name=config.auth.cookie_name,
         allowed_origins=tuple(config.server.allowed_origins),
         max_outgoing_bytes=ws.max_outgoing_bytes,
-        max_pending_frames=ws.max_pending_frames)
+        max_pending_frames=ws.max_pending_frames,
+        max_refusals_per_minute=ws.max_refusals_per_minute)
     factory = ChatWebSocketFactory(hub, messaging, parts.tokens, parts.users,
                                    settings, reactor, ws)
     hub.set_prepare(lambda payload: factory.prepareMessage(payload, isBinary=True))

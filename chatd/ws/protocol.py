@@ -23,6 +23,8 @@ Authorization header, or cookie from an allowed Origin). Protocols only
 translate: frames to Hub and handler calls, results to frames; no SQL here.
 """
 
+import collections
+
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, succeed
@@ -36,6 +38,7 @@ from chatd.protocol import frames
 
 # Close codes chatd uses besides the standard ones (1000 normal, 1001 going
 # away, 1009 message too big).
+CLOSE_ABUSIVE = 1008
 CLOSE_SLOW_READER = 4008
 CLOSE_TOO_MANY_CONNECTIONS = 4029
 
@@ -117,6 +120,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
     def __init__(self):
         super().__init__()
         self._pending = 0
+        self._refusals = collections.deque()
         self._reading_paused = False
         self._buffer = None
         self._lost = Deferred()
@@ -271,6 +275,29 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def _send_error(self, error, client_msg_id=""):
         self.send_frame(frames.error_frame(error, client_msg_id))
+        self._count_refusal()
+
+    def _count_refusal(self):
+        """
+        A client whose frames keep being refused is abusive: past
+        C{max_refusals_per_minute} in the last minute, close it (1008).
+        """
+        now = self.factory.reactor.seconds()
+        refusals = self._refusals
+        refusals.append(now)
+        while refusals and refusals[0] <= now - 60:
+            refusals.popleft()
+        if len(refusals) > self.factory.settings.max_refusals_per_minute \
+                and self.connected:
+            self._log.warn("Closing the connection of {user} from {peer}:"
+                           " {count} refused frames in a minute",
+                           user=self.user.username, peer=self.peer,
+                           count=len(refusals))
+            self._detach()
+            # Autobahn's sendClose only takes application codes.
+            self.sendCloseFrame(code=CLOSE_ABUSIVE,
+                                reasonUtf8=b"too many refused frames",
+                                isReply=False)
 
     async def handle_message(self, frame):
         await self.factory.messaging.send(self, frame)
