@@ -6,6 +6,7 @@ envelope and statuses of failures.
 
 import json
 
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial import unittest
 
 from chatd.auth.passwords import verify_password_sync
@@ -230,6 +231,26 @@ class LoginTests(unittest.TestCase):
         code, _ = await client.call("POST", "/user/login", json={
             "username": "bob", "password": "password1"})
         self.assertEqual(code, 200)
+
+    async def test_concurrent_guesses_limited(self):
+        client, _ = await api_client(self, auth_login_account_burst=3,
+                                     auth_login_account_per_hour=1)
+        await sign_up(client, "alice")
+        answers = await gatherResults([
+            Deferred.fromCoroutine(client.call("POST", "/user/login", json={
+                "username": "alice", "password": f"guess-{n:04d}"}))
+            for n in range(12)])
+        codes = sorted(code for code, _ in answers)
+        self.assertEqual(codes, [401] * 3 + [429] * 9)
+
+    async def test_success_does_not_count(self):
+        client, _ = await api_client(self, auth_login_account_burst=2,
+                                     auth_login_address_burst=2)
+        await sign_up(client, "alice")
+        for _ in range(5):
+            code, _ = await client.call("POST", "/user/login", json={
+                "username": "alice", "password": "password1"})
+            self.assertEqual(code, 200)
 
     async def test_rate_limited_per_address(self):
         client, _ = await api_client(self, auth_login_address_burst=3,

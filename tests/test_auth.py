@@ -67,6 +67,20 @@ class RateLimiterTests(unittest.TestCase):
             limiter.charge("a")
         self.assertRaises(TooManyRequests, limiter.check, "a")
 
+    def test_refund(self):
+        clock = Clock()
+        limiter = RateLimiter(clock, burst=1, per_hour=0)
+        limiter.refund("a")
+        self.assertEqual(len(limiter), 0)
+        limiter.charge("a")
+        self.assertRaises(TooManyRequests, limiter.check, "a")
+        limiter.refund("a")
+        limiter.check("a")
+        limiter.refund("a")
+        self.assertEqual(limiter.retry_after("a"), 0)
+        limiter.charge("a")
+        self.assertRaises(TooManyRequests, limiter.check, "a")
+
     def test_no_refill(self):
         clock = Clock()
         limiter = RateLimiter(clock, burst=1, per_hour=0)

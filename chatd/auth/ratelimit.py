@@ -4,8 +4,11 @@ on an injected clock.
 
 A bucket holds up to C{burst} tokens and refills at C{per_hour} tokens an
 hour. L{RateLimiter.check} refuses when a key's bucket is empty;
-L{RateLimiter.charge} takes one token. Full buckets are forgotten, so memory
-stays proportional to the keys that were charged recently.
+L{RateLimiter.charge} takes one token, L{RateLimiter.refund} gives it back.
+Callers charge before the slow work and refund when the attempt does not
+count, so that concurrent attempts cannot all pass the check before any is
+charged. Full buckets are forgotten, so memory stays proportional to the
+keys that were charged recently.
 """
 
 import math
@@ -60,6 +63,15 @@ class RateLimiter:
         self._charges += 1
         if self._charges % _PRUNE_EVERY == 0:
             self._prune(now)
+
+    def refund(self, key):
+        """
+        Give back a token taken by L{charge} for an attempt that turned out
+        not to count (e.g. a successful login).
+        """
+        if key in self._buckets:
+            now = self._clock.seconds()
+            self._buckets[key] = (min(self._burst, self._level(key, now) + 1), now)
 
     def _prune(self, now):
         full = [key for key in self._buckets

@@ -86,8 +86,13 @@ class Accounts:
             raise BadRequest("password: required")
         username = unicodedata.normalize("NFC", username.strip())
         account = username.lower()[:128]
-        self._limits.login_address.check(address)
-        self._limits.login_account.check(account)
+        limits = self._limits
+        limits.login_address.check(address)
+        limits.login_account.check(account)
+        # Charged now, refunded on success: concurrent guesses cannot all
+        # pass the check while the first ones are being hashed.
+        limits.login_address.charge(address)
+        limits.login_account.charge(account)
         if len(password) > validation.PASSWORD_MAX or \
                 len(username) > validation.USERNAME_MAX * 4:
             credentials = None
@@ -99,9 +104,9 @@ class Accounts:
             ok = await self._passwords.verify(
                 password, credentials.password_hash)
         if not ok:
-            self._limits.login_address.charge(address)
-            self._limits.login_account.charge(account)
             raise Unauthorized(WRONG_CREDENTIALS)
+        limits.login_address.refund(address)
+        limits.login_account.refund(account)
         token, identity = await self._tokens.issue(credentials.user)
         return credentials.user, token, identity
 
@@ -157,13 +162,14 @@ class Accounts:
             raise BadRequest("oldPassword: required to change the password")
         account = identity.username.lower()
         self._limits.login_account.check(account)
+        self._limits.login_account.charge(account)
         credentials = await self.users.credentials("id", identity.user_id)
         if credentials is None:
             raise Unauthorized("the token was revoked; sign in again")
         if not await self._passwords.verify(
                 old_password, credentials.password_hash):
-            self._limits.login_account.charge(account)
             raise Forbidden("oldPassword: wrong password")
+        self._limits.login_account.refund(account)
         password_hash = await self._passwords.hash(password)
         await self.users.set_password(
             identity.user_id, password_hash, now_ms(self._clock))
