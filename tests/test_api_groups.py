@@ -6,6 +6,7 @@ and each refusal.
 from twisted.trial import unittest
 
 from chatd import events
+from chatd.stores.messages import GROUP, NewMessage
 from tests.helpers import api_client, sign_up
 from tests.test_api_social import NOBODY, record
 
@@ -186,6 +187,9 @@ class GroupTests(unittest.TestCase):
         await self._setup()
         group = await self.create()
         await self.join(self.bob, self.bob_token, group)
+        bob_id = (await self.parts.users.get_by_uuid(self.bob["uuid"])).id
+        await self.parts.messages.insert_batch(
+            [NewMessage(bob_id, "m1", GROUP, group["groupId"], 1, "hello")], 5)
         seen = record(self.parts, events.GROUP_DELETED)
         code, _ = await self.client.call(
             "DELETE", "/group/" + group["uuid"], token=self.bob_token)
@@ -199,3 +203,5 @@ class GroupTests(unittest.TestCase):
         code, answer = await self.client.call(
             "GET", "/group/" + self.bob["uuid"], token=self.bob_token)
         self.assertEqual(answer["data"], [])
+        self.assertEqual(await self.parts.messages.conversation_page(
+            f"g:{group['groupId']}"), [])
