@@ -210,40 +210,46 @@ def _fts_query(query):
 
 def _candidates_sqlite(query):
     """
-    The FROM clause and its arguments giving the matching message ids as
-    C{hit.id}, for SQLite.
+    How SQLite finds the matching messages: C{(from, conditions, args,
+    order)}; C{from} joins them to C{messages m}.
     """
     return (" FROM (SELECT rowid AS id FROM message_search"
-            " WHERE message_search MATCH ?) hit", [_fts_query(query)])
+            " WHERE message_search MATCH ?) hit"
+            " JOIN messages m ON m.id = hit.id", [], [_fts_query(query)],
+            "m.id")
 
 
 def _candidates_mysql(query):
     """
-    The same for MySQL: the first exact term (or prefix) drives, the others
-    are checked per candidate through the primary key.
+    The same for MySQL. The first exact term drives: its postings are
+    read newest first through the primary key C{(term, message_id)}, so
+    a page stops as soon as it is full; the other terms are checked per
+    candidate through the same key. Without an exact term (a single CJK
+    character), the postings of the terms starting with it are merged.
     """
     conditions, args = [], []
+    others = [("=", t) for t in query.exact[1:]]
     if query.exact:
-        first = "t0.term = ?"
+        source = " FROM search_terms t0 JOIN messages m ON m.id = t0.message_id"
+        conditions.append("t0.term = ?")
         args.append(query.exact[0])
-        others = [("=", t) for t in query.exact[1:]]
+        others += [("LIKE", _like_pattern(p)[1:]) for p in query.prefixes]
+        order = "t0.message_id"
     else:
-        first = "t0.term LIKE ?"
+        source = (" FROM (SELECT DISTINCT message_id FROM search_terms"
+                  " WHERE term LIKE ? ESCAPE '!') t0"
+                  " JOIN messages m ON m.id = t0.message_id")
         args.append(_like_pattern(query.prefixes[0])[1:])
-        others = []
-    others += [("LIKE", _like_pattern(p)[1:]) for p in query.prefixes
-               if query.exact or p != query.prefixes[0]]
+        others += [("LIKE", _like_pattern(p)[1:]) for p in query.prefixes[1:]]
+        order = "m.id"
     for i, (op, value) in enumerate(others, 1):
         escape = " ESCAPE '!'" if op == "LIKE" else ""
         conditions.append(
-            f" AND EXISTS (SELECT 1 FROM search_terms t{i}"
+            f"EXISTS (SELECT 1 FROM search_terms t{i}"
             f" WHERE t{i}.message_id = t0.message_id"
             f" AND t{i}.term {op} ?{escape})")
         args.append(value)
-    escape = " ESCAPE '!'" if not query.exact else ""
-    sql = (" FROM (SELECT DISTINCT t0.message_id AS id FROM search_terms t0"
-           f" WHERE {first}{escape}{''.join(conditions)}) hit")
-    return sql, args
+    return source, conditions, args, order
 
 
 def search_txn(txn, user_id, group_ids, query, conversation, before_id,
@@ -258,10 +264,10 @@ def search_txn(txn, user_id, group_ids, query, conversation, before_id,
     """
     catch_up_txn(txn)
     if txn.engine.name == "sqlite":
-        hits, args = _candidates_sqlite(query)
+        source, where, args, order = _candidates_sqlite(query)
     else:
-        hits, args = _candidates_mysql(query)
-    where = ["m.recalled_at IS NULL"]
+        source, where, args, order = _candidates_mysql(query)
+    where.append("m.recalled_at IS NULL")
     if conversation is not None:
         where.append("m.conversation = ?")
         args.append(conversation)
@@ -276,16 +282,15 @@ def search_txn(txn, user_id, group_ids, query, conversation, before_id,
             args.extend(f"g:{g}" for g in sorted(group_ids))
         where.append(readable)
     if before_id is not None:
-        where.append("m.id < ?")
+        where.append(f"{order} < ?")
         args.append(before_id)
     for phrase in query.phrases:
         where.append("m.content LIKE ? ESCAPE '!'")
         args.append(_like_pattern(phrase))
-    from_clause = _STORED_FROM.replace(
-        " FROM messages m", f"{hits} JOIN messages m ON m.id = hit.id", 1)
+    from_clause = _STORED_FROM.replace(" FROM messages m", source, 1)
     txn.execute(
         f"SELECT {_STORED_COLUMNS}{from_clause}"
-        f" WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?",
+        f" WHERE {' AND '.join(where)} ORDER BY {order} DESC LIMIT ?",
         args + [limit])
     return [_stored_from_row(row) for row in txn.fetchall()]
 
