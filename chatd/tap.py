@@ -15,6 +15,7 @@ from chatd.parts import build_parts
 from chatd.service import DatabaseService, ListeningService, SequentialService
 from chatd.storage import open_database
 from chatd.web.site import build_root, build_site, max_body_bytes
+from chatd.ws.conversations import build_conversation_frames
 from chatd.ws.factory import build_realtime
 
 log = Logger()
@@ -88,6 +89,8 @@ def build_service(config, reactor, on_start_failure=None):
     realtime = build_realtime(config, database, reactor, parts)
     realtime.writer.setServiceParent(root_service)
     realtime.hub.setServiceParent(root_service)
+    build_conversation_frames(config, realtime.hub, realtime.factory, parts,
+                              reactor).setServiceParent(root_service)
     root = build_root(config, database, reactor, parts)
     root.putChild(b"socket.io", realtime.resource)
     site = build_site(root, reactor, max_body=max_body_bytes(config))
