@@ -501,6 +501,24 @@ class HttpBehaviourTests(unittest.TestCase):
         self.assertEqual(body, b'{"code":-1,"msg":"internal error","data":null}')
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    async def test_malformed_json_on_every_json_route(self):
+        client, _ = await api_client(self)
+        alice, token = await sign_up(client, "alice")
+        group_uuid = "00000000-0000-0000-0000-000000000000"
+        for method, path in [("POST", "/user/register"), ("POST", "/user/login"),
+                             ("PUT", "/user"), ("POST", "/friend"),
+                             ("DELETE", "/friend"),
+                             ("POST", "/group/" + alice["uuid"]),
+                             ("PUT", "/group/" + group_uuid)]:
+            for raw, message in [(b"{oops", "body: not valid JSON"),
+                                 (b"42", "body: must be a JSON object")]:
+                code, answer = await client.call(
+                    method, path, token=token, data=raw,
+                    headers={"Content-Type": "application/json"})
+                self.assertEqual(code, 400, (method, path))
+                self.assertTrue(answer["msg"].startswith(message),
+                                (method, path, answer))
+
     async def test_json_headers(self):
         client, _ = await api_client(self)
         response, _ = await client.request("POST", "/user/login", json={})

@@ -195,6 +195,9 @@ class GroupTests(unittest.TestCase):
             "DELETE", "/group/" + group["uuid"], token=self.bob_token)
         self.assertEqual(code, 403)
         code, _ = await self.client.call(
+            "DELETE", "/group/" + NOBODY, token=self.alice_token)
+        self.assertEqual(code, 404)
+        code, _ = await self.client.call(
             "DELETE", "/group/" + group["uuid"], token=self.alice_token)
         self.assertEqual(code, 200)
         self.assertEqual(len(seen), 1)
