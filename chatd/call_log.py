@@ -47,17 +47,25 @@ class CallLog:
                           frames.encode(frame))
 
 
-def build_calls(config, hub, writer, clock):
+def build_calls(config, hub, writer, messaging, factory, clock):
     """
     The L{CallManager} for C{config.calls} over the Hub's connections and
-    routing facts, recording calls with a L{CallLog}. It is a service: put
-    it in the service tree after the Hub, so that it stops (and forgets
-    the calls) before the Hub closes the connections.
+    routing facts, recording calls with a L{CallLog}, and handed every call
+    frame: frames of type "webrtc" (through the WebSocket factory), the
+    relayed ones of type "" (contentType 6 and up, through the messaging
+    handler), and the news of every closed connection (through the Hub).
+
+    It is a service: put it in the service tree after the Hub, so that it
+    stops (and forgets the calls) before the Hub closes the connections.
     """
-    return CallManager(
+    manager = CallManager(
         clock, config.calls,
         devices_of=hub.connections_of,
         send=lambda device, frame: device.send_frame(frame),
         lookup_user=hub.user_by_uuid,
         are_friends=hub.are_friends,
         record=CallLog(writer, hub).record)
+    factory.register_frame_handler(frames.WEBRTC, manager.handle)
+    messaging.set_relay_handler(manager.handle)
+    hub.add_observer(on_detach=manager.disconnected)
+    return manager

@@ -681,6 +681,30 @@ class MediaTests(CallTestCase):
         self.frame(a)
         self.assertEqual(len(b.take()), 1)
 
+    def test_over_the_rate_heard_once_a_second(self):
+        """
+        Frames over the rate are dropped; the sender gets an error for the
+        first, then at most one a second (so that it is not closed as
+        abusive for being a little too fast).
+        """
+        self.make_manager(media_frames_per_second=2.0)
+        a, b = self.active_call()
+        self.frame(a)
+        self.frame(a)
+        self.refused("media_rate", a, type="", contentType=calls.SCREEN_FRAME,
+                     file=b"x")
+        for _ in range(5):
+            self.frame(a)
+        self.assertEqual(len(b.take()), 2)
+        self.clock.advance(0.5)
+        self.frame(a)
+        self.frame(a)
+        self.clock.advance(0.5)
+        self.frame(a)
+        self.refused("media_rate", a, type="", contentType=calls.SCREEN_FRAME,
+                     file=b"x")
+        self.assertEqual(len(b.take()), 2)
+
     def test_byte_rate(self):
         self.make_manager(media_bytes_per_second=1000)
         a, b = self.active_call()

@@ -85,6 +85,7 @@ class Realtime:
     messaging: object
     factory: ChatWebSocketFactory
     resource: ChatWebSocketResource
+    calls: object = None
 
 
 def build_realtime(config, database, reactor, parts):
@@ -98,6 +99,7 @@ def build_realtime(config, database, reactor, parts):
     starts and stops the factory). Mount C{resource} at C{/socket.io}.
     """
     from chatd.batching import BatchWriter
+    from chatd.call_log import build_calls
     from chatd.handlers.messaging import Messaging
     from chatd.hub import Hub
 
@@ -117,5 +119,6 @@ def build_realtime(config, database, reactor, parts):
                                    settings, reactor, ws)
     hub.set_prepare(lambda payload: factory.prepareMessage(payload, isBinary=True))
     hub.manage_factory(factory)
+    calls = build_calls(config, hub, writer, messaging, factory, reactor)
     return Realtime(writer, hub, messaging, factory,
-                    ChatWebSocketResource(factory))
+                    ChatWebSocketResource(factory), calls)
