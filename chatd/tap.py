@@ -91,6 +91,7 @@ def build_service(config, reactor, on_start_failure=None):
     realtime.hub.setServiceParent(root_service)
     build_conversation_frames(config, realtime.hub, realtime.factory, parts,
                               reactor).setServiceParent(root_service)
+    realtime.calls.setServiceParent(root_service)
     root = build_root(config, database, reactor, parts)
     root.putChild(b"socket.io", realtime.resource)
     site = build_site(root, reactor, max_body=max_body_bytes(config))
