@@ -5,6 +5,7 @@ and the WebSocket endpoint, side by side.
 
 from twisted.web.server import Site
 
+from chatd.web.accesslog import access_log_formatter
 from chatd.web.api import MULTIPART_OVERHEAD, ChatApi
 from chatd.web.cors import CorsPolicy, CorsResource
 from chatd.web.health import HealthResource
@@ -43,7 +44,7 @@ def max_body_bytes(config):
 
 
 def build_site(root, reactor, max_body=None):
-    site = Site(root, reactor=reactor)
+    site = Site(root, reactor=reactor, logFormatter=access_log_formatter)
     site.displayTracebacks = False
     if max_body is not None:
         site.requestFactory = limited_request_factory(max_body)
