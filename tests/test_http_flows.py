@@ -122,6 +122,16 @@ class FlowTests(unittest.TestCase):
         self.assertFalse(os.path.exists(
             os.path.join(self.config.server.data_dir, "files")))
 
+    async def test_expect_continue_over_limit(self):
+        await self._server(files_max_upload_bytes=1000)
+        port = listening_ports(self.service)[0]
+        answer = await raw_exchange(port, [
+            b"POST /file HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Expect: 100-continue\r\n"
+            b"Content-Length: 50000000\r\n\r\n"])
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:80])
+        self.assertNotIn(b"100 Continue", answer)
+
     async def test_chunked_body_over_limit(self):
         await self._server(files_max_upload_bytes=1000)
         port = listening_ports(self.service)[0]

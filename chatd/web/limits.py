@@ -50,12 +50,15 @@ def limited_request_factory(max_body_bytes):
 
         def _refuse(self):
             self._refused = True
+            # No "100 Continue" after the refusal.
+            self.requestHeaders.removeHeader(b"expect")
             if self.content is None:
                 self.content = BytesIO()
             log.info("Refused a request body over {limit} bytes",
                      limit=self.max_body)
-            body = _json({"code": -1, "data": None,
-                          "msg": f"the body is larger than {self.max_body} bytes"})
+            body = _json({"code": -1,
+                          "msg": f"the body is larger than {self.max_body} bytes",
+                          "data": None})
             self.channel.transport.write(
                 b"HTTP/1.1 413 Payload Too Large\r\n"
                 b"Content-Type: application/json; charset=utf-8\r\n"
