@@ -240,6 +240,23 @@ class FileStore:
         os.replace(temporary, final)
         return hashlib.sha256(data).hexdigest()
 
+    async def discard_if_unused(self, name):
+        """
+        Delete a stored file (record and bytes) if no user has it as avatar
+        and no message points to it, e.g. a replaced avatar.
+        """
+        try:
+            path = self.path_of(name)
+        except (BadRequest, NotFound):
+            return False
+        if not await self._records.forget_if_unused(name):
+            return False
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        return True
+
     async def find(self, name):
         """
         The L{StoredFile} and path of a stored file.

@@ -10,6 +10,7 @@ from twisted.trial import unittest
 
 from chatd.errors import BadRequest, NotFound, PayloadTooLarge
 from chatd.files import check_name, is_inline, sniff
+from chatd.stores.messages import ONE_TO_ONE, NewMessage
 from tests.helpers import api_client, multipart, sign_up
 from tests.test_api_social import NOBODY
 
@@ -106,6 +107,23 @@ class UploadTests(unittest.TestCase):
                          ["nosniff"])
         self.assertIsNone(headers.getRawHeaders("content-disposition"))
         self.assertEqual(headers.getRawHeaders("accept-ranges"), ["bytes"])
+
+    async def test_replaced_avatar_removed_unless_used(self):
+        await self._setup()
+        _, first = await self.upload(self.alice["uuid"], PNG)
+        _, second = await self.upload(self.alice["uuid"], PNG + b"2")
+        directory = self.parts.files.directory
+        self.assertEqual(os.listdir(directory), [second["data"]])
+        response, _ = await self.client.request("GET", "/file/" + first["data"])
+        self.assertEqual(response.code, 404)
+        # A file a message points to stays.
+        alice = await self.parts.users.get_by_uuid(self.alice["uuid"])
+        bob = await self.parts.users.get_by_uuid(self.bob["uuid"])
+        await self.parts.messages.insert_batch([NewMessage(
+            alice.id, None, ONE_TO_ONE, bob.id, 3, "", second["data"])], 1)
+        _, third = await self.upload(self.alice["uuid"], PNG + b"3")
+        self.assertEqual(sorted(os.listdir(directory)),
+                         sorted([second["data"], third["data"]]))
 
     async def test_range(self):
         await self._setup()

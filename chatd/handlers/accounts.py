@@ -194,7 +194,14 @@ class Accounts:
         if media_type not in AVATAR_TYPES:
             raise BadRequest("file: an avatar must be a PNG, JPEG, GIF or"
                              " WebP image")
+        previous = await self.users.get_by_id(identity.user_id)
         stored = await self._files.save(identity.user_id, data, suffix_hint)
         await self.users.set_avatar(
             identity.user_id, stored.name, now_ms(self._clock))
+        if previous is not None and previous.avatar:
+            try:
+                await self._files.discard_if_unused(previous.avatar)
+            except Exception:
+                log.failure("Removing the replaced avatar {name} failed",
+                            name=previous.avatar)
         return stored

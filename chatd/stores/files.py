@@ -51,3 +51,21 @@ class FileRecordStore:
         txn.execute(f"SELECT {_COLUMNS} FROM files WHERE name = ?", (name,))
         row = txn.fetchone()
         return _record_from_row(row) if row else None
+
+    async def forget_if_unused(self, name):
+        """
+        Delete the record of a file that no user has as avatar and no
+        message points to. Return True if it was deleted.
+        """
+        return await self._database.run(
+            "forget_unused_file", self._forget_txn, name)
+
+    def _forget_txn(self, txn, name):
+        txn.execute("SELECT COUNT(*) FROM users WHERE avatar = ?", (name,))
+        if int(txn.fetchone()[0]):
+            return False
+        txn.execute("SELECT COUNT(*) FROM messages WHERE url = ?", (name,))
+        if int(txn.fetchone()[0]):
+            return False
+        txn.execute("DELETE FROM files WHERE name = ?", (name,))
+        return txn.rowcount > 0
