@@ -106,20 +106,19 @@ class ConversationFrameTests(WebSocketTestCase):
                          messages_typing_per_second=0.001)
         alice = await self.connect(self.alice)
         bob = await self.connect(self.bob)
-        for _ in range(3):
+        for _ in range(2):
             alice.send(type="typing", to=self.bob.uuid)
-        await self.send_text(alice, self.bob.uuid, "done typing", "a1")
-        kinds = []
-        while True:
-            frame = await bob.next()
-            if frame.type == "presence":
-                continue
-            kinds.append(frame.type)
-            if frame.type == "":
-                break
-            self.assertEqual((getattr(frame, "from"), frame.to),
+            typing = await bob.next_of("typing")
+            self.assertEqual((getattr(typing, "from"), typing.to),
                              (self.alice.uuid, self.bob.uuid))
-        self.assertEqual(kinds, ["typing", "typing", ""])
+        # Over the burst: dropped. (The caches it needs are warm now, so it
+        # would be relayed before the message below is even stored.)
+        alice.send(type="typing", to=self.bob.uuid)
+        await self.send_text(alice, self.bob.uuid, "done typing", "a1")
+        frame = await bob.next()
+        while frame.type == "presence":
+            frame = await bob.next()
+        self.assertEqual((frame.type, frame.content), ("", "done typing"))
         self.assertEqual(await self.stored_count(), 1)
 
     async def test_typing_in_groups_and_refusals(self):
