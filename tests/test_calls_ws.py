@@ -14,8 +14,10 @@ from twisted.trial.unittest import TestCase
 
 from chatd import calls
 from tests.helpers import (
+    base_url,
     connect_user,
     create_user,
+    http_client,
     make_friends,
     server_database,
     start_server,
@@ -114,6 +116,17 @@ class CallsTestCase(TestCase):
         return [json.loads(m.content) for m in messages
                 if m.content_type == calls.CALL_LOG]
 
+    async def rest_history(self, user, friend_name):
+        token, _ = await self.service.parts.tokens.issue(user)
+        response = await http_client().get(
+            base_url(self.service) + "/message",
+            params={"Uuid": user.uuid, "FriendUsername": friend_name,
+                    "MessageType": "1"},
+            headers={"Authorization": f"Bearer {token}"})
+        answer = json.loads(await response.content())
+        self.assertEqual((response.code, answer["code"]), (200, 0))
+        return answer["data"]
+
     async def error(self, client):
         return (await client.next_of("error")).errorCode
 
@@ -174,6 +187,11 @@ class FullCallTests(CallsTestCase):
         self.assertEqual((stored["callId"], stored["outcome"]),
                          (call_id, "completed"))
         self.assertEqual(self.manager.calls(), [])
+        # REST history, as go-chat-web asks for it.
+        (item,) = await self.rest_history(self.bob, "alice")
+        self.assertEqual((item["contentType"], item["fromUsername"],
+                          item["toUsername"], json.loads(item["content"])),
+                         (calls.CALL_LOG, "alice", "bob", log))
 
     async def test_log_in_sync(self):
         """
