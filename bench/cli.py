@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from bench import population
+from bench import population, profile
 from bench.server import Server, raise_file_limit
 from bench.worker import worker_main
 
@@ -164,12 +164,16 @@ class Run:
                     "connects_per_second": a.count / result["connect_seconds"],
                 })
             server_cpu_before = self.server.cpu_seconds()
+            profiler = self._start_profiler()
             for pipe in pipes:
                 pipe.send("go")
             stats = [self._expect(pipe, "stats") for pipe in pipes]
             server_cpu = self.server.cpu_seconds() - server_cpu_before
             for pipe in pipes:
                 pipe.send("stop")
+            if profiler is not None:
+                profiler.wait(60)
+                result["profile"] = self._profile_path
         finally:
             for process in processes:
                 process.join(30)
@@ -178,6 +182,14 @@ class Run:
         if scenario != "conns":
             result.update(_summarise(stats, expected, connections, server_cpu))
         return result
+
+    def _start_profiler(self):
+        if not self.args.profile or self.args.scenario == "conns":
+            return None
+        os.makedirs(self.args.profile, exist_ok=True)
+        self._profile_path = os.path.join(
+            self.args.profile, f"{self.args.scenario}-{self.kind}-{time.time_ns()}.txt")
+        return profile.start(self.server.process.pid, self.args.seconds, self._profile_path)
 
     def _expect(self, pipe, kind):
         if not pipe.poll(BOUND_SECONDS + 60):
@@ -285,6 +297,8 @@ def parse_args(argv):
                         help="comma-separated cores for the generator's workers")
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306/chatd_bench")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="sample the server with py-spy into DIR and summarise")
     args = parser.parse_args(argv)
     args.client_cpus = [int(c) for c in args.client_cpus.split(",") if c != ""]
     if not 0 < args.seconds <= BOUND_SECONDS:
@@ -310,6 +324,10 @@ def main(argv=None):
             if not args.json:
                 print(f"{kind}: {json.dumps(results[-1])}", file=sys.stderr)
         report["servers"][kind] = _median_report(results)
+        if args.profile and results[-1].get("profile"):
+            own, inclusive = profile.summarise(results[-1]["profile"])
+            report["servers"][kind]["profile_self"] = own
+            report["servers"][kind]["profile_inclusive"] = inclusive
     _add_ratios(report)
     print(json.dumps(report, indent=2))
 

@@ -1,0 +1,67 @@
+"""
+Profiling the server under test with py-spy (a sampling profiler that
+attaches to a running process), and summarising where its time went.
+"""
+
+import collections
+import shutil
+import subprocess
+
+# Frames that enclose everything (the reactor loop, twistd, logging
+# contexts, thread pool plumbing): left out of the inclusive list.
+_PLUMBING = {"base.py", "twistd.py", "app.py", "_twistd_unix.py", "context.py", "log.py",
+             "twistd", "threadpool.py", "_team.py", "threading.py", "_threadworker.py",
+             "epollreactor.py", "posixbase.py", "tcp.py", "_convenience.py"}
+
+
+def start(pid, seconds, output):
+    """
+    Sample C{pid} for C{seconds} into C{output} (collapsed stacks); None if
+    py-spy is not installed.
+    """
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        return None
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+         "--rate", "250", "--format", "raw", "--nonblocking", "--output", output],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarise(path, top=15):
+    """
+    The functions with the most samples: C{(self, inclusive)} lists of
+    C{(percent, function)}.
+    """
+    own, inclusive = collections.Counter(), collections.Counter()
+    total = 0
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            frames = [_short(frame) for frame in stack.split(";")]
+            own[frames[-1]] += n
+            for frame in set(frames):
+                if _module(frame) not in _PLUMBING:
+                    inclusive[frame] += n
+    if not total:
+        return [], []
+
+    def percent(counter):
+        return [(round(100 * n / total, 1), name) for name, n in counter.most_common(top)]
+
+    return percent(own), percent(inclusive)
+
+
+def _module(short_frame):
+    return short_frame.rpartition(" (")[2].rstrip(")")
+
+
+def _short(frame):
+    # "function (path/to/module.py:123)" -> "function (module.py)"
+    name, _, where = frame.partition(" (")
+    module = where.rsplit("/", 1)[-1].split(":", 1)[0]
+    return f"{name} ({module})" if module else name
