@@ -67,5 +67,6 @@ def build_calls(config, hub, writer, messaging, factory, clock):
         record=CallLog(writer, hub).record)
     factory.register_frame_handler(frames.WEBRTC, manager.handle)
     messaging.set_relay_handler(manager.handle)
-    hub.add_observer(on_detach=manager.disconnected)
+    hub.add_observer(on_attach=manager.connected,
+                     on_detach=manager.disconnected)
     return manager

@@ -6,7 +6,8 @@ state machine and relays a call's frames only between its two parties.
 Frames are go-chat-web's (C{type} "webrtc", docs/protocol.md, "Calls"):
 
   contentType  client -> server            server -> client
-  11 / 15      dial voice / video           ring (every device of the callee)
+  11 / 15      dial voice / video           ring (every device of the callee,
+                                            and those connecting while it rings)
   12 / 16      accept (first device wins)   accepted (the caller's device)
   13 / 17      cancel (caller), or          stop ringing (callee devices):
                hang up                      cancelled, answered elsewhere,
@@ -303,6 +304,24 @@ class CallManager(Service):
         else:
             raise refuse(BadRequest, f"contentType {content_type} is not a"
                          " call frame", "bad_call_frame")
+
+    def connected(self, device):
+        """
+        C{device} connected: if its user's phone is ringing, it rings too
+        (soon after: the connection is not open yet while it is attached).
+        """
+        call = self._calls.get(device.user.id)
+        if (call is None or call.state != RINGING
+                or call.side_of(device.user.id) != CALLEE
+                or device in call.ringing):
+            return
+        call.ringing.append(device)
+        self.clock.callLater(0, self._ring_late, call, device)
+
+    def _ring_late(self, call, device):
+        if (self._current(call) and call.state == RINGING
+                and device in call.ringing):
+            self._send_control(device, call, "dial", call.caller, call.callee)
 
     def disconnected(self, device):
         """

@@ -170,6 +170,45 @@ class DialTests(CallTestCase):
         self.assertEqual((call.state, call.kind), (calls.RINGING, "voice"))
         self.assertEqual(self.records, [])
 
+    def test_device_connecting_while_it_rings(self):
+        """
+        A device of the callee that connects while the call rings rings
+        too (once its connection is open) and may answer.
+        """
+        a, (b,) = self.ringing_call()
+        late = self.connect(self.bob, "late")
+        self.manager.connected(late)
+        self.assertEqual(late.frames, [])
+        self.clock.advance(0)
+        (ring,) = late.take()
+        self.assertControl(ring, calls.DIAL_VOICE, self.alice, self.bob,
+                           callId="call-1")
+        self.manager.connected(late)
+        self.clock.advance(0)
+        self.assertEqual(late.frames, [])
+        self.send(late, contentType=calls.ACCEPT_VOICE)
+        self.assertEqual(a.take()[0].contentType, calls.ACCEPT_VOICE)
+        self.assertEqual(content(b.take()[0])["reason"], "answered_elsewhere")
+
+    def test_connecting_rings_only_a_ringing_callee(self):
+        a, b = self.active_call()
+        for device in (self.connect(self.bob, "bob2"),
+                       self.connect(self.alice, "alice2"),
+                       self.connect(self.carol)):
+            self.manager.connected(device)
+        self.clock.advance(0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual((a.frames, b.frames), ([], []))
+
+    def test_connected_then_call_over(self):
+        a, (b,) = self.ringing_call()
+        late = self.connect(self.bob, "late")
+        self.manager.connected(late)
+        self.send(a, contentType=calls.CANCEL_VOICE)
+        self.clock.advance(0)
+        self.assertEqual([content(f)["reason"] for f in late.take()],
+                         ["cancelled"])
+
     def test_video(self):
         a, b = self.connect(self.alice), self.connect(self.bob)
         self.dial(a, self.bob, calls.DIAL_VIDEO)
@@ -635,7 +674,7 @@ class SignalTests(CallTestCase):
                          contentType=calls.VOICE_SIGNAL, content=self.OFFER)
         self.assertEqual((a.frames, b.frames), ([], []))
 
-    def test_device_connected_after_the_dial(self):
+    def test_device_unknown_to_the_manager(self):
         a, (b,) = self.ringing_call()
         late = self.connect(self.bob, "late")
         self.refused("not_call_device", late, contentType=calls.VOICE_SIGNAL,

@@ -308,6 +308,24 @@ class AnswerTests(CallsTestCase):
         await self.assert_quiet(phone)
 
 
+    async def test_device_connecting_while_it_rings(self):
+        await self.start()
+        alice = await self.connect(self.alice)
+        phone = await self.connect(self.bob)
+        await self.dial(alice, self.bob, calls.DIAL_VIDEO)
+        await self.next_call_frame(phone)
+        laptop = await self.connect(self.bob)
+        self.clock.advance(0)
+        ring = await self.next_call_frame(laptop)
+        self.assertEqual((ring.contentType, getattr(ring, "from")),
+                         (calls.DIAL_VIDEO, self.alice.uuid))
+        laptop.send(type="webrtc", contentType=calls.ACCEPT_VIDEO)
+        self.assertEqual((await self.next_call_frame(alice)).contentType,
+                         calls.ACCEPT_VIDEO)
+        self.assertEqual(content(await self.next_call_frame(phone))["reason"],
+                         "answered_elsewhere")
+
+
 class RefusalTests(CallsTestCase):
     async def test_third_party_cannot_inject(self):
         await self.start()
