@@ -317,6 +317,10 @@ class MessagesConfig:
         5.0, "Seconds a user's last connection must stay gone before friends"
         " and fellow members are told they went offline.", _not_negative
     )
+    search_index_interval: float = _setting(
+        2.0, "Seconds between runs of the search indexer (0: index only when"
+        " someone searches).", _not_negative
+    )
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ from twisted.python import usage
 
 from chatd import __version__
 from chatd.config import ConfigError, load_config, override, parse_database_url
+from chatd.indexer import SearchIndexer
 from chatd.parts import build_parts
 from chatd.service import DatabaseService, ListeningService, SequentialService
 from chatd.storage import open_database
+from chatd.stores.search import SearchStore
 from chatd.web.site import build_root, build_site, max_body_bytes
 from chatd.ws.conversations import build_conversation_frames
 from chatd.ws.factory import build_realtime
@@ -86,6 +88,9 @@ def build_service(config, reactor, on_start_failure=None):
     database = open_database(config, reactor)
     parts = build_parts(config, database, reactor)
     DatabaseService(database).setServiceParent(root_service)
+    SearchIndexer(SearchStore(database), reactor,
+                  config.messages.search_index_interval).setServiceParent(
+                      root_service)
     realtime = build_realtime(config, database, reactor, parts)
     realtime.writer.setServiceParent(root_service)
     realtime.hub.setServiceParent(root_service)

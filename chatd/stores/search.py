@@ -15,8 +15,9 @@ C{message_search} (rowid = message id); MariaDB/MySQL keep one row per
 (term, message) in C{search_terms} (MariaDB has no n-gram FULLTEXT parser:
 see docs/search.md for the measurement). A trigger queues every new message
 in C{search_pending} in the transaction that stores it; L{catch_up_txn}
-indexes the queue before each search (and whenever the indexer timer runs),
-so the message write path does no tokenizing. Edits re-queue a message;
+indexes the queue before each search (a bounded amount) and whenever the
+indexer service (L{chatd.indexer}) runs, so the message write path does no
+tokenizing. Edits re-queue a message;
 recalls drop it from the index.
 
 A query matches a message when every query term is among the message's
@@ -36,6 +37,9 @@ MAX_TERM_CHARS = 64
 MAX_QUERY_TERMS = 16
 # Messages indexed per catch-up transaction.
 INDEX_BATCH = 500
+# At most this many batches are indexed before a search; the rest is left
+# to the indexer service (chatd.indexer), so a search never waits long.
+SEARCH_CATCH_UP_ROUNDS = 4
 
 _RUNS = re.compile(r"[^\W_]+")
 _CJK = (
@@ -262,7 +266,7 @@ def search_txn(txn, user_id, group_ids, query, conversation, before_id,
 
     @return: a list of L{chatd.stores.messages.StoredMessage}.
     """
-    catch_up_txn(txn)
+    catch_up_txn(txn, rounds=SEARCH_CATCH_UP_ROUNDS)
     if txn.engine.name == "sqlite":
         source, where, args, order = _candidates_sqlite(query)
     else:

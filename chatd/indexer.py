@@ -1,0 +1,78 @@
+"""
+The search indexer: a service that keeps the search index current in the
+background (see L{chatd.stores.search}).
+
+Every C{interval} seconds it indexes what the message triggers queued, a
+bounded number of messages per transaction, so that a search never has a
+large backlog to index first, however long nobody searched. A search still
+indexes what arrived since the last run, so its results are current.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+log = Logger()
+
+
+class SearchIndexer(Service):
+    """
+    @param store: a L{chatd.stores.search.SearchStore}.
+    @param clock: an L{IReactorTime}.
+    @param interval: seconds between runs; 0 turns the timer off.
+    @param batch: messages per transaction; C{rounds}: transactions per run.
+    """
+
+    def __init__(self, store, clock, interval, batch=500, rounds=8):
+        self._store = store
+        self._clock = clock
+        self._interval = interval
+        self._batch = batch
+        self._rounds = rounds
+        self._loop = None
+        self._current = succeed(None)
+        self.last_count = 0
+
+    def startService(self):
+        super().startService()
+        if self._interval > 0:
+            self._loop = LoopingCall(self.run_once)
+            self._loop.clock = self._clock
+            self._loop.start(self._interval, now=False).addErrback(
+                lambda failure: log.failure("The search indexer stopped",
+                                            failure))
+
+    def run_once(self):
+        """
+        Index up to C{batch * rounds} queued messages; the Deferred fires
+        with how many (0 after logging a failure: the next run retries),
+        also kept as C{last_count}.
+        """
+        d = Deferred.fromCoroutine(self._store.catch_up(self._batch,
+                                                        self._rounds))
+
+        def failed(failure):
+            log.failure("Indexing messages for search failed", failure)
+            return 0
+
+        d.addErrback(failed)
+        d.addCallback(self._done)
+        self._current = d
+        return d
+
+    def _done(self, count):
+        self.last_count = count
+        return count
+
+    def stopService(self):
+        """
+        Stop the timer; the Deferred fires once a run in progress is done
+        (before the database closes).
+        """
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        current, self._current = self._current, succeed(None)
+        return current

@@ -1,0 +1,71 @@
+"""
+Tests for L{chatd.indexer.SearchIndexer}: it indexes queued messages on its
+timer (a test clock), a bounded amount per run, and stops only once a run
+in progress is done; on the test database.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from chatd.indexer import SearchIndexer
+from chatd.stores.messages import ONE_TO_ONE, MessageStore, NewMessage
+from chatd.stores.search import SearchStore, parse_query
+from tests.helpers import create_user, migrated_database
+
+
+class SearchIndexerTests(TestCase):
+    async def _setup(self, count):
+        self.database = await migrated_database(self)
+        self.store = SearchStore(self.database)
+        alice = await create_user(self.database, "alice")
+        bob = await create_user(self.database, "bob")
+        self.alice = alice
+        await MessageStore(self.database).insert_batch(
+            [NewMessage(alice.id, None, ONE_TO_ONE, bob.id, 1, f"note {i}")
+             for i in range(count)], 1000)
+
+    async def _pending(self):
+        rows = await self.database.run("pending", lambda txn: txn.execute(
+            "SELECT COUNT(*) FROM search_pending").fetchone())
+        return int(rows[0])
+
+    async def test_runs_on_its_timer_in_bounded_batches(self):
+        await self._setup(25)
+        clock = Clock()
+        indexer = SearchIndexer(self.store, clock, 2.0, batch=5, rounds=2)
+        indexer.startService()
+        self.addCleanup(indexer.stopService)
+        self.assertEqual(await self._pending(), 25)
+        clock.advance(2.0)
+        await indexer._current
+        self.assertEqual(indexer.last_count, 10)
+        self.assertEqual(await self._pending(), 15)
+        clock.advance(2.0)
+        await indexer._current
+        self.assertEqual(indexer.last_count, 10)
+        clock.advance(2.0)
+        await indexer._current
+        self.assertEqual(indexer.last_count, 5)
+        self.assertEqual(await self._pending(), 0)
+        found = await self.store.search(self.alice.id, [], parse_query("note"),
+                                        limit=100)
+        self.assertEqual(len(found), 25)
+
+    async def test_stop_waits_for_the_run(self):
+        await self._setup(3)
+        clock = Clock()
+        indexer = SearchIndexer(self.store, clock, 1.0)
+        indexer.startService()
+        clock.advance(1.0)
+        await indexer.stopService()
+        self.assertEqual(await self._pending(), 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    async def test_off(self):
+        await self._setup(1)
+        clock = Clock()
+        indexer = SearchIndexer(self.store, clock, 0)
+        indexer.startService()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        await indexer.stopService()
+        self.assertEqual(await self._pending(), 1)
