@@ -56,8 +56,15 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from chatd.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
-from chatd.protocol.frames import WEBRTC, Message, refuse
+from chatd.errors import (
+    BadRequest,
+    ChatError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+)
+from chatd.protocol.frames import WEBRTC, Message, error_code, refuse
 
 log = Logger()
 
@@ -292,7 +299,11 @@ class CallManager(Service):
                          " send as someone else", "spoofed_from")
         content_type = frame.contentType
         if content_type in _DIALS:
-            await self._dial(device, frame, _DIALS[content_type])
+            try:
+                await self._dial(device, frame, _DIALS[content_type])
+            except ChatError as error:
+                self._dial_refused(device, frame, _DIALS[content_type], error)
+                raise
         elif content_type in _ACCEPTS:
             self._accept(device)
         elif content_type in _ENDS:
@@ -414,6 +425,19 @@ class CallManager(Service):
         log.debug("{caller} calls {callee} ({kind}, {devices} devices)",
                   caller=caller.username, callee=callee.username, kind=kind,
                   devices=len(call.ringing))
+
+    def _dial_refused(self, device, frame, kind, error):
+        """
+        Besides the error frame, answer a refused dial with a reject
+        (reason: the error code): go-chat-web repeats a dial every 3
+        seconds until it hears an accept or a reject.
+        """
+        refusal = Message(
+            type=WEBRTC, contentType=_CODES[kind]["reject"], messageType=1,
+            to=device.user.uuid,
+            content=json.dumps({"reason": error_code(error)}))
+        setattr(refusal, "from", frame.to)
+        self._deliver(device, refusal)
 
     def _redial(self, device, frame):
         """

@@ -240,6 +240,21 @@ class DialTests(CallTestCase):
         self.assertEqual((c.frames, self.manager.calls(), self.records),
                          ([], [], []))
 
+    def test_refused_dial_is_also_rejected(self):
+        """
+        A refused dial gets a reject frame besides the error, so that
+        go-chat-web stops repeating it.
+        """
+        a = self.connect(self.alice)
+        self.refused("not_friend", a, contentType=calls.DIAL_VIDEO,
+                     to=self.carol.uuid)
+        (reject,) = a.take()
+        self.assertEqual(
+            (reject.type, reject.contentType, getattr(reject, "from"),
+             reject.to, content(reject)),
+            ("webrtc", calls.REJECT_VIDEO, self.carol.uuid, self.alice.uuid,
+             {"reason": "not_friend"}))
+
     def test_strangers_when_not_friends_only(self):
         self.make_manager(friends_only=False)
         a, c = self.connect(self.alice), self.connect(self.carol)
