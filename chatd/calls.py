@@ -14,7 +14,8 @@ Frames are go-chat-web's (C{type} "webrtc", docs/protocol.md, "Calls"):
                                             timeout, ...
   14 / 18      reject (callee), or          call refused or over before it
                hang up                      began (the caller's device):
-                                            rejected, busy, timeout, ...
+                                            rejected, busy, timeout, ...;
+                                            a refused dial (with the error)
   19           hang up                      the call ended (the other party)
   6 / 7        SDP or ICE (JSON in content; go-chat-web sends ICE with no
                contentType): relayed to the other party's device only
