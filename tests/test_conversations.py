@@ -167,14 +167,15 @@ class HistoryAndSearchTests(ConversationsTestCase):
         three = await self.send(self.bob, self.alice, "three")
         await self.conversations.edit(identity(self.bob), two, "two!")
         await self.conversations.recall(identity(self.bob), three)
-        target, page, markers = await self.conversations.history(
+        target, page = await self.conversations.history(
             identity(self.alice), self.bob.uuid, limit=2)
         self.assertEqual(target.kind, ONE_TO_ONE)
         self.assertEqual([(m.id, m.content) for m in page],
                          [(two, "two!"), (three, "")])
-        self.assertIsNotNone(markers[two][0])
-        self.assertIsNotNone(markers[three][1])
-        _, older, _ = await self.conversations.history(
+        self.assertIsNotNone(page[0].edited_at)
+        self.assertIsNone(page[0].recalled_at)
+        self.assertIsNotNone(page[1].recalled_at)
+        _, older = await self.conversations.history(
             identity(self.alice), self.bob.uuid, before=two)
         self.assertEqual([m.id for m in older], [one])
 
@@ -217,10 +218,10 @@ class RecallTests(ConversationsTestCase):
                          (self.alice.uuid, self.bob.uuid,
                           frozenset({self.alice.id, self.bob.id})))
         self.assertEqual(self.events[-1], (conv.RECALLED, {"change": change}))
-        _, [stored], markers = await self.conversations.history(
+        _, [stored] = await self.conversations.history(
             identity(self.bob), self.alice.uuid)
         self.assertEqual((stored.content, stored.url), ("", ""))
-        self.assertIsNotNone(markers[message][1])
+        self.assertIsNotNone(stored.recalled_at)
         with self.assertRaises(Conflict):
             await self.conversations.recall(identity(self.alice), message)
 
@@ -283,10 +284,10 @@ class EditTests(ConversationsTestCase):
                                                "hello")
         self.assertEqual(change.content, "hello")
         self.assertEqual(self.events[-1], (conv.EDITED, {"change": change}))
-        _, [stored], markers = await self.conversations.history(
+        _, [stored] = await self.conversations.history(
             identity(self.bob), self.alice.uuid)
         self.assertEqual(stored.content, "hello")
-        self.assertIsNotNone(markers[message][0])
+        self.assertIsNotNone(stored.edited_at)
 
     async def test_edit_refusals(self):
         old = await self.send(self.alice, self.bob, "old", age=121)

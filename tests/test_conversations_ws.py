@@ -180,3 +180,29 @@ class _Who:
     def __init__(self, user):
         self.user_id, self.uuid = user.id, user.uuid
 
+
+
+class SyncMarkerTests(WebSocketTestCase):
+    async def test_sync_shows_recalls_and_edits(self):
+        """
+        A device that syncs later gets recalled messages empty and marked,
+        edited ones with their latest text and edit time.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        alice.send(to=self.bob.uuid, content="first", contentType=1,
+                   clientMsgId="a1")
+        first = (await alice.next_of("ack")).id
+        alice.send(to=self.bob.uuid, content="secnd", contentType=1,
+                   clientMsgId="a2")
+        second = (await alice.next_of("ack")).id
+        await self.service.parts.conversations.recall(_Who(self.alice), first)
+        await self.service.parts.conversations.edit(_Who(self.alice), second,
+                                                    "second")
+        bob = await self.connect(self.bob)
+        bob.send(type="sync", sinceId=0)
+        replayed = [await bob.next_of(""), await bob.next_of("")]
+        self.assertEqual([(m.id, m.content, m.recalled, m.editedAt > 0)
+                          for m in replayed],
+                         [(first, "", True, False), (second, "second", False,
+                                                     True)])

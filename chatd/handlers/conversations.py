@@ -187,8 +187,9 @@ class Conversations:
         A page of a conversation, oldest first (see
         L{chatd.handlers.history.History.page}).
 
-        @return: C{(target, messages, markers)}; C{markers} maps the ids of
-            edited or recalled messages to C{(edited_at, recalled_at)}.
+        @return: C{(target, messages)}; the messages are
+            L{chatd.stores.messages.StoredMessage}s, with their
+            C{edited_at} and C{recalled_at}.
         """
         target = await self.target(identity, uuid)
         if target.kind == ONE_TO_ONE:
@@ -200,8 +201,7 @@ class Conversations:
             page = await self._history.page(
                 identity, target.uuid, GROUP, before=before, after=after,
                 limit=limit)
-        markers = await self._edits.markers([m.id for m in page])
-        return target, page, markers
+        return target, page
 
     async def list(self, identity, before=None, limit=20):
         """

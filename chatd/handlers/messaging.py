@@ -308,11 +308,14 @@ class Messaging:
     def _replay_frame(self, message):
         sender = _Sender(message.sender_uuid, message.sender_username,
                          message.sender_avatar)
-        return delivery_frame(
+        frame = delivery_frame(
             sender, message.message_type, message.recipient_uuid,
             message.recipient_uuid, message.content_type, message.content,
             message.url, message.id, message.created_at,
             message.client_msg_id, message.recipient_username)
+        frame.editedAt = message.edited_at or 0
+        frame.recalled = message.recalled_at is not None
+        return frame
 
 
 class _Prepared:

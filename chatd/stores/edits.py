@@ -93,23 +93,6 @@ def edit_txn(txn, message_id, content, now):
     return True
 
 
-def markers_txn(txn, message_ids):
-    """
-    C{{id: (edited_at, recalled_at)}} for those of C{message_ids} that were
-    edited or recalled.
-    """
-    if not message_ids:
-        return {}
-    txn.execute(
-        "SELECT id, edited_at, recalled_at FROM messages WHERE id IN ("
-        + ", ".join("?" for _ in message_ids) + ")"
-        " AND (edited_at IS NOT NULL OR recalled_at IS NOT NULL)",
-        list(message_ids))
-    return {int(row[0]): (None if row[1] is None else int(row[1]),
-                          None if row[2] is None else int(row[2]))
-            for row in txn.fetchall()}
-
-
 class EditStore:
     def __init__(self, database):
         self._database = database
@@ -133,10 +116,3 @@ class EditStore:
         """
         return await self._database.run(
             "edit_message", edit_txn, message_id, content, now)
-
-    async def markers(self, message_ids):
-        """
-        See L{markers_txn}.
-        """
-        return await self._database.run(
-            "message_markers", markers_txn, list(message_ids))

@@ -70,6 +70,9 @@ class StoredMessage:
 
     @ivar recipient_uuid: the recipient user's uuid, or the group's uuid.
     @ivar recipient_username: the recipient user's name ("" for groups).
+    @ivar edited_at: when its text was last edited, or None.
+    @ivar recalled_at: when it was recalled (content and url are then
+        empty), or None.
     """
 
     id: int
@@ -87,13 +90,16 @@ class StoredMessage:
     sender_avatar: str
     recipient_uuid: str
     recipient_username: str
+    edited_at: int | None = None
+    recalled_at: int | None = None
 
 
 _STORED_COLUMNS = (
     "m.id, m.conversation, m.sender_id, m.client_msg_id, m.message_type,"
     " m.recipient_id, m.content_type, m.content, m.url, m.created_at,"
     " s.uuid, s.username, s.avatar,"
-    " COALESCE(r.uuid, g.uuid, ''), COALESCE(r.username, '')")
+    " COALESCE(r.uuid, g.uuid, ''), COALESCE(r.username, ''),"
+    " m.edited_at, m.recalled_at")
 
 _STORED_FROM = (
     " FROM messages m JOIN users s ON s.id = m.sender_id"
@@ -108,7 +114,9 @@ def _stored_from_row(row):
         recipient_id=int(row[5]), content_type=int(row[6]), content=row[7],
         url=row[8], created_at=int(row[9]), sender_uuid=row[10],
         sender_username=row[11], sender_avatar=row[12],
-        recipient_uuid=row[13], recipient_username=row[14])
+        recipient_uuid=row[13], recipient_username=row[14],
+        edited_at=None if row[15] is None else int(row[15]),
+        recalled_at=None if row[16] is None else int(row[16]))
 
 
 def insert_batch_txn(txn, messages, created_at):

@@ -412,11 +412,10 @@ class ChatApi:
     async def conversation_messages(self, request, uuid):
         identity = await self._identity(request)
         limit = query_int(request, "limit") or 50
-        _, page, markers = await self._parts.conversations.history(
+        _, page = await self._parts.conversations.history(
             identity, uuid, before=query_int(request, "before"),
             after=query_int(request, "after"), limit=limit)
-        return envelope.success(request,
-                                views.history_json(page, markers, limit))
+        return envelope.success(request, views.history_json(page, limit))
 
     @app.route("/conversations/<uuid>/read", methods=["POST"])
     async def conversation_read(self, request, uuid):

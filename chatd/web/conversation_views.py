@@ -15,26 +15,25 @@ def _optional_time(ms):
     return None if ms is None else iso_time(ms)
 
 
-def marked_message_json(message, markers=None):
+def marked_message_json(message):
     """
     A message as C{GET /message} gives it, plus C{editedAt} (or null) and
     C{recalled}.
     """
     data = _api.message_json(message)
-    edited_at, recalled_at = (markers or {}).get(message.id, (None, None))
-    data["editedAt"] = _optional_time(edited_at)
-    data["recalled"] = recalled_at is not None
+    data["editedAt"] = _optional_time(message.edited_at)
+    data["recalled"] = message.recalled_at is not None
     return data
 
 
-def history_json(messages, markers, limit):
+def history_json(messages, limit):
     """
     A page of history, oldest first, with the cursors of the pages around
     it: C{before} (older; null when this page is the oldest) and C{after}
     (the newest id here, to poll for newer ones).
     """
     return {
-        "messages": [marked_message_json(m, markers) for m in messages],
+        "messages": [marked_message_json(m) for m in messages],
         "before": messages[0].id if messages and len(messages) >= limit
         else None,
         "after": messages[-1].id if messages else None,
