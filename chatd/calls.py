@@ -270,6 +270,7 @@ class CallManager(Service):
         self._calls = {}
         self._dial_buckets = {}
         self._media_buckets = {}
+        self._media_notices = {}
 
     # Looking.
 
@@ -339,6 +340,7 @@ class CallManager(Service):
         """
         C{device}'s connection is gone.
         """
+        self._media_notices.pop(device, None)
         call = self._calls.get(device.user.id)
         if call is None:
             return
@@ -618,41 +620,50 @@ class CallManager(Service):
         self._relay(frame, call, side, targets)
 
     def _media(self, device, frame):
-        call, side = self._in_call(device)
-        if call.state != ACTIVE:
-            raise refuse(Conflict, "video and screen-share frames need an"
-                         " answered call", "call_not_active")
-        if self._charge_media(device.user.id, frame.ByteSize()):
-            self._relay(frame, call, side, [call.devices[_OTHER[side]]])
+        """
+        Relay a video or screen-share frame within an answered call. A
+        refused one is dropped; its sender hears of it (an error frame) at
+        most once a second: go-chat-web sends screen-share frames every
+        60 ms, in a call or not, and a sender a little too fast should be
+        slowed down, not closed as abusive for its refused frames.
+        """
+        try:
+            call, side = self._in_call(device)
+            if call.state != ACTIVE:
+                raise refuse(Conflict, "video and screen-share frames need an"
+                             " answered call", "call_not_active")
+            self._charge_media(device.user.id, frame.ByteSize())
+        except ChatError:
+            now = self.clock.seconds()
+            noticed_at = self._media_notices.get(device)
+            if noticed_at is not None and now - noticed_at < 1:
+                return
+            self._media_notices[device] = now
+            raise
+        self._relay(frame, call, side, [call.devices[_OTHER[side]]])
 
     def _charge_media(self, user_id, size):
         """
-        Take a media frame of C{size} bytes from the sender's allowance:
-        True if it may go. A frame over the allowance is dropped; the
-        sender hears of it (an error frame) at most once a second, so a
-        sender a little too fast is slowed down, not cut off as abusive.
+        Take a media frame of C{size} bytes from the sender's allowance.
+
+        @raise TooManyRequests: over the allowance.
         """
         now = self.clock.seconds()
         buckets = self._media_buckets.get(user_id)
         if buckets is None:
             c = self._config
-            buckets = self._media_buckets[user_id] = [
+            buckets = self._media_buckets[user_id] = (
                 _Bucket(c.media_frames_per_second, c.media_frames_per_second,
                         now),
                 _Bucket(c.media_bytes_per_second, c.media_bytes_per_second,
-                        now),
-                None]
-        frame_bucket, size_bucket, noticed_at = buckets
+                        now))
+        frame_bucket, size_bucket = buckets
         if (frame_bucket.refill(now) < 1 - _EPSILON
                 or size_bucket.refill(now) < size - _EPSILON):
-            if noticed_at is not None and now - noticed_at < 1:
-                return False
-            buckets[2] = now
             raise _too_many("video and screen-share frames arrive faster"
                             " than allowed; dropping some", "media_rate", 1)
         frame_bucket.level -= 1
         size_bucket.level -= size
-        return True
 
     def _relay(self, frame, call, side, targets):
         sender, other = call.user(side), call.user(_OTHER[side])

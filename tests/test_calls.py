@@ -759,6 +759,27 @@ class MediaTests(CallTestCase):
                      file=b"x")
         self.assertEqual(len(b.take()), 2)
 
+    def test_outside_a_call_heard_once_a_second(self):
+        """
+        go-chat-web shares screens outside calls, every 60 ms: the frames
+        are dropped, with an error at most once a second.
+        """
+        a, b = self.connect(self.alice), self.connect(self.bob)
+        self.refused("not_in_call", a, type="", contentType=calls.SCREEN_FRAME,
+                     to=self.bob.uuid, content="data:image/jpeg;base64,x")
+        for _ in range(16):
+            self.clock.advance(0.06)
+            self.frame(a)
+        self.clock.advance(0.1)
+        self.refused("not_in_call", a, type="", contentType=calls.SCREEN_FRAME,
+                     to=self.bob.uuid, content="data:image/jpeg;base64,x")
+        self.assertEqual(b.frames, [])
+        # A new connection is told at once.
+        self.disconnect(a)
+        a = self.connect(self.alice)
+        self.refused("not_in_call", a, type="", contentType=calls.SCREEN_FRAME,
+                     file=b"x")
+
     def test_byte_rate(self):
         self.make_manager(media_bytes_per_second=1000)
         a, b = self.active_call()

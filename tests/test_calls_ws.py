@@ -414,6 +414,22 @@ class RefusalTests(CallsTestCase):
         self.assertEqual(await self.error(alice), "media_rate")
         await self.assert_quiet(bob)
 
+    async def test_screen_share_outside_a_call_is_not_abuse(self):
+        """
+        go-chat-web shares screens outside calls, a frame every 60 ms:
+        the frames go nowhere and the sender hears of it at most once a
+        second, so it is not closed for too many refused frames.
+        """
+        await self.start(websocket_max_refusals_per_minute=10)
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        for n in range(30):
+            alice.send(to=self.bob.uuid, contentType=calls.SCREEN_FRAME,
+                       messageType=1, content=f"data:image/jpeg;base64,{n}")
+        errors = [f for f in await self.barrier(alice) if f.type == "error"]
+        self.assertEqual([f.errorCode for f in errors], ["not_in_call"])
+        await self.assert_quiet(bob)
+
     async def test_media_needs_a_call(self):
         await self.start()
         alice = await self.connect(self.alice)
