@@ -9,7 +9,8 @@ says what kind of frame it is; docs/protocol.md documents each kind:
     client: a delivery (live, a copy for another device, or a sync replay).
   - C{"heatbeat"} (go-chat's spelling): client ping C{content "ping"},
     answered with C{content "pong"}.
-  - C{"webrtc"}: call signalling, relayed as-is and never stored.
+  - C{"webrtc"}: calls (L{chatd.calls}): control frames, and SDP/ICE and
+    media relayed between the two parties of a call, never stored.
   - C{"ack"}: server to client, the message with C{clientMsgId} is durable
     with server C{id} and C{createAt}.
   - C{"error"}: server to client, a frame was refused; C{errorCode} says

@@ -6,14 +6,16 @@ messages, each one protobuf C{protocol.Message} (proto/message.proto),
 go-chat compatible. The C{type} field picks the frame kind:
 
   client -> server
-    ""          a chat message (contentType 1-5 stored, 6+ relayed)
+    ""          a chat message (contentType 1-5 stored, 6+ to the calls)
     "heatbeat"  ping; answered with {type: "heatbeat", content: "pong"}
-    "webrtc"    call signalling, relayed to C{to}
+    "webrtc"    calls (chatd.calls): dial, accept, cancel, reject, hang up,
+                SDP/ICE and media, only between the parties of a call
     "sync"      replay messages after C{sinceId}
   server -> client
     ""          a delivered message (live, another device's, or replayed)
     "heatbeat"  pong
-    "webrtc"    relayed signalling
+    "webrtc"    ring, accept, stop ringing, reject/busy, hang up, and the
+                other party's SDP/ICE and media
     "ack"       a message is durable: C{clientMsgId}, C{id}, C{createAt}
     "error"     a frame was refused: C{errorCode}, C{content}, C{clientMsgId}
     "sync"      C{content "done"}: the replay is complete up to C{id}
