@@ -13,8 +13,9 @@ to it.
     L{chatd.batching.BatchWriter}; only once durable are they delivered
     and acknowledged. A resent client message id is acknowledged again but
     neither stored nor delivered twice.
-  - Calls (type "webrtc", or contentType 6 and up) are relayed, never
-    stored. A frame with no C{to} is a broadcast, for administrators only.
+  - Calls (type "webrtc", or contentType 6 and up) go to the relay
+    handler (the call manager, L{chatd.calls}), never stored. A frame with
+    no C{to} is a broadcast, for administrators only.
   - Sync replays what a user missed, in pages, then a "done" frame.
 
 Connections (see L{chatd.hub}) also have C{send_frame(message)} and
