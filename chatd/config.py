@@ -420,10 +420,15 @@ def config_from_dict(data, source="<config>"):
             raise ConfigError(f"{source}: [{name}]: unknown section")
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: {name}: must be a table ([{name}])")
-    return Config(**{
+    config = Config(**{
         name: _build_section(cls, data.get(name, {}), name, source)
         for name, cls in sections()
     })
+    if config.calls.turn_urls and not config.calls.turn_secret:
+        raise ConfigError(f"{source}: calls.turn_urls: needs calls.turn_secret"
+                          " (or turn_secret_file), the TURN server's"
+                          " static-auth-secret")
+    return config
 
 
 def load_config(path=None):

@@ -852,6 +852,12 @@ class ConfigTests(SynchronousTestCase):
                                   {"calls": {"stun_urls": ["http://x"]}}, "f")
         self.assertIn("calls.stun_urls", str(error))
 
+    def test_turn_needs_a_secret(self):
+        error = self.assertRaises(ConfigError, config_from_dict,
+                                  {"calls": {"turn_urls": ["turn:t"]}}, "f")
+        self.assertIn("f: calls.turn_urls: needs calls.turn_secret",
+                      str(error))
+
     def test_turn_secret_file(self):
         path = self.mktemp()
         with open(path, "w") as f:
