@@ -400,6 +400,8 @@ class CallManager(Service):
         # No awaits from here on: the checks and the change are one step.
         if self._redial(device, frame):
             return
+        if device not in self._devices_of(caller.id):
+            return  # the caller's device went away meanwhile
         current = self._calls.get(caller.id)
         if current is not None:
             if current.state == RINGING and current.caller.id == caller.id:

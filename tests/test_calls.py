@@ -255,6 +255,20 @@ class DialTests(CallTestCase):
             ("webrtc", calls.REJECT_VIDEO, self.carol.uuid, self.alice.uuid,
              {"reason": "not_friend"}))
 
+    def test_caller_gone_during_the_checks(self):
+        a, b = self.connect(self.alice), self.connect(self.bob)
+        checked = self.are_friends
+
+        async def are_friends(user_id, other_id):
+            self.disconnect(a)
+            return await checked(user_id, other_id)
+
+        self.are_friends = are_friends
+        self.make_manager()
+        self.dial(a, self.bob)
+        self.assertEqual((b.frames, self.manager.calls(), self.records),
+                         ([], [], []))
+
     def test_strangers_when_not_friends_only(self):
         self.make_manager(friends_only=False)
         a, c = self.connect(self.alice), self.connect(self.carol)
