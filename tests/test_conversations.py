@@ -139,6 +139,22 @@ class ListAndReadTests(ConversationsTestCase):
         self.assertIsNone(receipt.peer_id)
         self.assertEqual(receipt.message_type, GROUP)
 
+    async def test_new_member_starts_read(self):
+        """
+        What a group said before someone joined is not unread for them.
+        """
+        await self.send(self.alice, self.group, "before", message_type=GROUP)
+        await self.parts.groups.join(identity(self.carol), self.carol.uuid,
+                                     self.group.uuid)
+        await self.database.wait_idle()
+        [team] = [c for c in await self.conversations.list(identity(self.carol))
+                  if c.uuid == self.group.uuid]
+        self.assertEqual(team.unread, 0)
+        await self.send(self.alice, self.group, "after", message_type=GROUP)
+        [team] = [c for c in await self.conversations.list(identity(self.carol))
+                  if c.uuid == self.group.uuid]
+        self.assertEqual(team.unread, 1)
+
     async def test_mark_read_refusals(self):
         """
         Only members mark a group read; the message must belong to the

@@ -20,8 +20,10 @@ frames for every connected device concerned.
 import os
 from dataclasses import dataclass
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from chatd import events as event_names
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.stores import now_ms
 from chatd.stores.messages import GROUP, ONE_TO_ONE, conversation_key
@@ -129,6 +131,18 @@ class Conversations:
         self._config = config
         self._max_content_chars = max_content_chars
         self._is_online = lambda user_id: False
+        events.subscribe(event_names.MEMBER_JOINED, self._member_joined)
+
+    def _member_joined(self, group_id, user_id, **_):
+        """
+        A new member starts with the group read up to now: what was said
+        before they joined is not unread (and never has to be counted).
+        """
+        d = Deferred.fromCoroutine(self._reads.mark_read(
+            user_id, conversation_key(GROUP, user_id, group_id), None,
+            now_ms(self._clock)))
+        d.addErrback(lambda failure: log.failure(
+            "Setting the read position of a new member failed", failure))
 
     def set_online_check(self, is_online):
         """
