@@ -9,6 +9,7 @@ import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from chatd import events
@@ -700,3 +701,41 @@ class SlowReaderTests(WebSocketTestCase):
         code, reason = await bob.closed
         self.assertEqual(code, 4008, reason)
         await self.assert_alive(alice)
+
+
+def _hold_users_txn(txn, seconds):
+    """
+    Keep other transactions from reading users for a while: SQLite has one
+    connection to hold; MySQL takes a table lock.
+    """
+    if txn.engine.name == "mysql":
+        txn.execute("LOCK TABLES users WRITE")
+        time.sleep(seconds)
+        txn.execute("UNLOCK TABLES")
+    else:
+        time.sleep(seconds)
+
+
+class StopWhileHandlingTests(WebSocketTestCase):
+    async def test_frames_being_handled_finish_before_the_database_closes(self):
+        """
+        A frame whose handling waits for the database when the server stops
+        is finished before the database closes: no error is logged, and the
+        message is stored at most once.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        held = Deferred.fromCoroutine(self.database.run("hold", _hold_users_txn, 0.5))
+        alice.send(to=self.bob.uuid, content="in flight", contentType=1,
+                   messageType=1, clientMsgId="f-1")
+        hub = self.service.realtime.hub
+        for _ in range(500):
+            if any(c._pending for c in hub.connections_of(self.alice.id)):
+                break
+            await deferLater(reactor, 0.01)
+        self.assertTrue(any(c._pending for c in hub.connections_of(self.alice.id)))
+        await self.service.stopService()
+        await held
+        self.service = await start_server(self, self.config)
+        stored = await self.service.parts.messages.since(self.alice.id, [], 0, 10)
+        self.assertIn([m.client_msg_id for m in stored], ([], ["f-1"]))

@@ -29,7 +29,7 @@ import collections
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -122,6 +122,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
     def __init__(self):
         super().__init__()
         self._pending = 0
+        self._idle_waiters = []
         self._refusals = collections.deque()
         self._reading_paused = False
         self._buffer = None
@@ -260,6 +261,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def _finished(self, _):
         self._pending -= 1
+        if not self._pending:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
         if self._reading_paused and self._pending < max(
                 1, self.factory.settings.max_pending_frames // 2):
             self._reading_paused = False
@@ -357,10 +362,21 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     # Closing.
 
+    def _handled(self):
+        """
+        A Deferred firing once no frame of this connection is being handled.
+        """
+        if not self._pending:
+            return succeed(None)
+        waiter = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
     def close_going_away(self):
         """
         Close because the server stops; the Deferred fires when the
-        connection is gone.
+        connection is gone and the frames it sent before are handled (so
+        that they are stored, or refused, before the database closes).
         """
         self._detach()
         if self.state == self.STATE_OPEN:
@@ -370,7 +386,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
                                 isReply=False)
         elif self.transport is not None and self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)
-        return self._lost
+        return DeferredList([self._lost, self._handled()])
 
     def _detach(self):
         self.connected = False
