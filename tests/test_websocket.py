@@ -5,6 +5,7 @@ CHATD_TEST_MYSQL).
 """
 
 import base64
+import threading
 import time
 
 from twisted.internet import reactor
@@ -703,16 +704,19 @@ class SlowReaderTests(WebSocketTestCase):
         await self.assert_alive(alice)
 
 
-def _hold_users_txn(txn, seconds):
+def _hold_users_txn(txn, seconds, holding):
     """
     Keep other transactions from reading users for a while: SQLite has one
-    connection to hold; MySQL takes a table lock.
+    connection to hold; MySQL takes a table lock. C{holding} is set once
+    the hold is in place.
     """
     if txn.engine.name == "mysql":
         txn.execute("LOCK TABLES users WRITE")
+        holding.set()
         time.sleep(seconds)
         txn.execute("UNLOCK TABLES")
     else:
+        holding.set()
         time.sleep(seconds)
 
 
@@ -725,7 +729,11 @@ class StopWhileHandlingTests(WebSocketTestCase):
         """
         await self.start()
         alice = await self.connect(self.alice)
-        held = Deferred.fromCoroutine(self.database.run("hold", _hold_users_txn, 0.5))
+        holding = threading.Event()
+        held = Deferred.fromCoroutine(
+            self.database.run("hold", _hold_users_txn, 1.0, holding))
+        while not holding.is_set():
+            await deferLater(reactor, 0.01)
         alice.send(to=self.bob.uuid, content="in flight", contentType=1,
                    messageType=1, clientMsgId="f-1")
         hub = self.service.realtime.hub
