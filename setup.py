@@ -26,7 +26,7 @@ setup(
         "pyopenssl>=24.0",
     ],
     extras_require={
-        "test": ["treq>=23.11", "ruff", "grpcio-tools==1.85.1"],
+        "test": ["treq>=23.11", "ruff", "grpcio-tools==1.85.1", "pyyaml>=6"],
     },
     entry_points={
         "console_scripts": [
