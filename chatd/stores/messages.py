@@ -119,6 +119,11 @@ def _stored_from_row(row):
         recalled_at=None if row[16] is None else int(row[16]))
 
 
+# Rows (or client id pairs) per statement in a batch insert.
+_CHUNK = 200
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, (SELECT f.id FROM files f WHERE f.name = ?), ?)"
+
+
 def insert_batch_txn(txn, messages, created_at):
     """
     Store C{messages} (L{NewMessage}s) at time C{created_at}, in order, in
@@ -129,41 +134,51 @@ def insert_batch_txn(txn, messages, created_at):
     @return: a L{Stored} for each message, in the same order.
     """
     known = {}
-    wanted = {}
-    for m in messages:
-        if m.client_msg_id:
-            wanted.setdefault(m.sender_id, set()).add(m.client_msg_id)
-    for sender_id, client_ids in sorted(wanted.items()):
-        client_ids = sorted(client_ids)
-        for start in range(0, len(client_ids), 500):
-            chunk = client_ids[start:start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            txn.execute(
-                "SELECT client_msg_id, id, created_at FROM messages"
-                f" WHERE sender_id = ? AND client_msg_id IN ({marks})",
-                [sender_id] + chunk)
-            for client_msg_id, message_id, when in txn.fetchall():
-                known[(sender_id, client_msg_id)] = Stored(
-                    int(message_id), int(when), duplicate=True)
-    results = []
-    for message in messages:
+    wanted = sorted({(m.sender_id, m.client_msg_id) for m in messages if m.client_msg_id})
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start:start + _CHUNK]
+        pairs = ", ".join("(?, ?)" for _ in chunk)
+        txn.execute(
+            "SELECT sender_id, client_msg_id, id, created_at FROM messages"
+            f" WHERE (sender_id, client_msg_id) IN ({pairs})",
+            [value for pair in chunk for value in pair])
+        for sender_id, client_msg_id, message_id, when in txn.fetchall():
+            known[(int(sender_id), client_msg_id)] = Stored(
+                int(message_id), int(when), duplicate=True)
+    results = [None] * len(messages)
+    first_copy = {}
+    new = []
+    for index, message in enumerate(messages):
         key = (message.sender_id, message.client_msg_id)
-        if message.client_msg_id and key in known:
-            results.append(known[key])
-            continue
+        if message.client_msg_id:
+            if key in known:
+                results[index] = known[key]
+                continue
+            if key in first_copy:
+                # A resend within the batch: stored once, by the first copy.
+                continue
+            first_copy[key] = index
+        new.append((index, message))
+    for start in range(0, len(new), _CHUNK):
+        chunk = new[start:start + _CHUNK]
+        rows = ", ".join(_ROW for _ in chunk)
         txn.execute(
             "INSERT INTO messages (conversation, sender_id, client_msg_id,"
             " message_type, recipient_id, content_type, content, url, file_id,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
-            " (SELECT f.id FROM files f WHERE f.name = ?), ?)",
-            (message.conversation, message.sender_id,
-             message.client_msg_id or None, message.message_type,
-             message.recipient_id, message.content_type, message.content,
-             message.url, message.url or None, created_at))
-        stored = Stored(int(txn.lastrowid), created_at)
-        if message.client_msg_id:
-            known[key] = Stored(stored.id, created_at, duplicate=True)
-        results.append(stored)
+            f" created_at) VALUES {rows} RETURNING id",
+            [value for _, m in chunk for value in (
+                m.conversation, m.sender_id, m.client_msg_id or None,
+                m.message_type, m.recipient_id, m.content_type, m.content,
+                m.url, m.url or None, created_at)])
+        # One statement numbers its rows in order, whatever order RETURNING
+        # lists them in.
+        ids = sorted(int(row[0]) for row in txn.fetchall())
+        for (index, _), message_id in zip(chunk, ids, strict=True):
+            results[index] = Stored(message_id, created_at)
+    for index, message in enumerate(messages):
+        if results[index] is None:
+            first = results[first_copy[(message.sender_id, message.client_msg_id)]]
+            results[index] = Stored(first.id, created_at, duplicate=True)
     return results
 
 
