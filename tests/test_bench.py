@@ -1,0 +1,99 @@
+"""
+Tests for the benchmark tool's own logic: the lean WebSocket client's
+framing, loss accounting, and the profile summary.
+"""
+
+import struct
+
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench import profile
+from bench.cli import _count_covered, _median_report, _percentile
+from bench.rawws import RawWebSocketClient, encode_frame
+from bench.worker import _ranges
+
+
+def _unmask(frame):
+    length = frame[1] & 0x7F
+    offset = 2
+    if length == 126:
+        length = struct.unpack_from("!H", frame, 2)[0]
+        offset = 4
+    key = frame[offset:offset + 4]
+    body = frame[offset + 4:offset + 4 + length]
+    return bytes(b ^ key[i % 4] for i, b in enumerate(body))
+
+
+class RawWebSocketTests(SynchronousTestCase):
+    def client(self):
+        events = []
+        client = RawWebSocketClient(
+            "127.0.0.1:1", "/socket.io?user=u", lambda c: events.append("open"),
+            lambda c, payload: events.append(payload),
+            lambda c, reason: events.append(("closed", reason)))
+        transport = StringTransport()
+        client.makeConnection(transport)
+        return client, transport, events
+
+    def test_frames_are_masked(self):
+        for size in (0, 5, 125, 126, 70000):
+            payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+            frame = encode_frame(payload)
+            self.assertEqual(frame[0], 0x82)
+            self.assertTrue(frame[1] & 0x80)
+            if size < 65536:
+                self.assertEqual(_unmask(frame), payload)
+
+    def test_handshake_then_frames_in_pieces(self):
+        client, transport, events = self.client()
+        self.assertIn(b"GET /socket.io?user=u HTTP/1.1", transport.value())
+        self.assertIn(b"Sec-WebSocket-Version: 13", transport.value())
+        data = (b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+                + b"\x82\x03abc" + b"\x82\x7e\x01\x00" + b"x" * 256)
+        for i in range(len(data)):
+            client.dataReceived(data[i:i + 1])
+        self.assertEqual(events, ["open", b"abc", b"x" * 256])
+
+    def test_ping_answered(self):
+        client, transport, events = self.client()
+        client.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        transport.clear()
+        client.dataReceived(b"\x89\x02hi")
+        pong = transport.value()
+        self.assertEqual(pong[0], 0x8A)
+        self.assertEqual(_unmask(pong), b"hi")
+
+    def test_refused_upgrade(self):
+        client, transport, events = self.client()
+        client.dataReceived(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
+        self.assertEqual(events, [("closed", "HTTP/1.1 401 Unauthorized")])
+
+
+class AccountingTests(SynchronousTestCase):
+    def test_ranges(self):
+        self.assertEqual(_ranges({5, 1, 2, 3, 7, 8}), [[1, 3], [5, 5], [7, 8]])
+        self.assertEqual(_ranges(set()), [])
+
+    def test_count_covered(self):
+        runs = [[1, 3], [5, 5], [7, 8]]
+        self.assertEqual(_count_covered({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, runs), 6)
+        self.assertEqual(_count_covered({1, 2}, []), 0)
+
+    def test_percentile_and_median(self):
+        self.assertEqual(_percentile(list(range(100)), 0.99), 99)
+        self.assertIsNone(_percentile([], 0.5))
+        report = _median_report([{"a": 1, "b": "x"}, {"a": 3, "b": "y"}, {"a": 2, "b": "z"}])
+        self.assertEqual(report, {"a": 2, "b": "z"})
+
+
+class ProfileSummaryTests(SynchronousTestCase):
+    def test_summarise(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("run (/x/base.py:1);send (/y/messaging.py:5);execute (/z/database.py:9) 6\n")
+            f.write("run (/x/base.py:1);send (/y/messaging.py:5) 4\n")
+        own, inclusive = profile.summarise(path)
+        self.assertEqual(own, [(60.0, "execute (database.py)"), (40.0, "send (messaging.py)")])
+        self.assertEqual(inclusive[0], (100.0, "send (messaging.py)"))
+        self.assertNotIn("run (base.py)", [name for _, name in inclusive])
