@@ -28,7 +28,8 @@ import weakref
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from chatd.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from chatd.errors import BadRequest, Forbidden, PayloadTooLarge
+from chatd.handlers import addressing
 from chatd.protocol import frames
 from chatd.protocol.frames import Message, refuse
 from chatd.stores.messages import NewMessage
@@ -147,29 +148,18 @@ class Messaging:
             raise refuse(BadRequest, "clientMsgId: at most 64 ASCII characters",
                          "bad_client_msg_id")
         message_type = frame.messageType or frames.ONE_TO_ONE
-        if message_type == frames.ONE_TO_ONE:
-            recipient = await self._hub.user_by_uuid(frame.to)
-            if recipient is None:
-                raise refuse(NotFound, "no such user", "unknown_recipient")
-            if recipient.id != user.id and not await self._hub.are_friends(
-                    user.id, recipient.id):
-                raise refuse(Forbidden, f"{recipient.username} is not your"
-                             " friend", "not_friend")
-            recipient_id, group_uuid = recipient.id, ""
-            recipients = {user.id, recipient.id}
-        elif message_type == frames.GROUP:
-            group = await self._hub.group_by_uuid(frame.to)
-            if group is None:
-                raise refuse(NotFound, "no such group", "unknown_group")
-            members = await self._hub.group_members(group.id)
-            if user.id not in members:
-                raise refuse(Forbidden, "you are not a member of this group",
-                             "not_member")
-            recipient_id, group_uuid, recipient = group.id, group.uuid, None
-            recipients = members
-        else:
+        if message_type not in (frames.ONE_TO_ONE, frames.GROUP):
             raise refuse(BadRequest, f"unknown messageType {frame.messageType}",
                          "bad_message_type")
+        addressee = await addressing.resolve(
+            self._hub, user, frame.to, message_type, allow_self=True)
+        recipient, group = addressee.peer, addressee.group
+        if group is None:
+            recipient_id, group_uuid = recipient.id, ""
+            recipients = {user.id, recipient.id}
+        else:
+            recipient_id, group_uuid = group.id, group.uuid
+            recipients = addressee.members
         content_type, content, url = await self._content(user, frame)
         record = NewMessage(
             sender_id=user.id, client_msg_id=frame.clientMsgId or None,
@@ -232,25 +222,14 @@ class Messaging:
         out.CopyFrom(frame)
         out.avatar, out.fromUsername = user.avatar, user.username
         setattr(out, _FROM, user.uuid)
-        if frame.messageType == frames.GROUP:
-            group = await self._hub.group_by_uuid(frame.to)
-            if group is None:
-                raise refuse(NotFound, "no such group", "unknown_group")
-            members = await self._hub.group_members(group.id)
-            if user.id not in members:
-                raise refuse(Forbidden, "you are not a member of this group",
-                             "not_member")
-            setattr(out, _FROM, group.uuid)
+        addressee = await addressing.resolve(
+            self._hub, user, frame.to, frame.messageType or frames.ONE_TO_ONE)
+        if addressee.group is not None:
+            setattr(out, _FROM, addressee.group.uuid)
             out.to = user.uuid
-            targets = members - {user.id}
+            targets = addressee.members - {user.id}
         else:
-            recipient = await self._hub.user_by_uuid(frame.to)
-            if recipient is None:
-                raise refuse(NotFound, "no such user", "unknown_recipient")
-            if not await self._hub.are_friends(user.id, recipient.id):
-                raise refuse(Forbidden, f"{recipient.username} is not your"
-                             " friend", "not_friend")
-            targets = {recipient.id}
+            targets = {addressee.peer.id}
         self._hub.deliver(targets, frames.encode(out), exclude=connection)
 
     async def broadcast(self, connection, frame):

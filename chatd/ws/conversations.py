@@ -35,10 +35,10 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatd.auth.ratelimit import RateLimiter
-from chatd.errors import Forbidden, NotFound
+from chatd.handlers import addressing
 from chatd.handlers import conversations as conv
 from chatd.protocol import frames
-from chatd.protocol.frames import Message, refuse
+from chatd.protocol.frames import Message
 from chatd.stores import now_ms
 
 log = Logger()
@@ -123,25 +123,14 @@ class ConversationFrames(Service):
                        fromUsername=user.username, avatar=user.avatar,
                        messageType=frame.messageType or frames.ONE_TO_ONE,
                        content="stop" if frame.content == "stop" else "")
-        if frame.messageType == frames.GROUP:
-            group = await self._hub.group_by_uuid(frame.to)
-            if group is None:
-                raise refuse(NotFound, "no such group", "unknown_group")
-            members = await self._hub.group_members(group.id)
-            if user.id not in members:
-                raise refuse(Forbidden, "you are not a member of this group",
-                             "not_member")
-            setattr(out, _FROM, group.uuid)
+        addressee = await addressing.resolve(
+            self._hub, user, frame.to, frame.messageType or frames.ONE_TO_ONE)
+        if addressee.group is not None:
+            setattr(out, _FROM, addressee.group.uuid)
             out.to = user.uuid
-            targets = members - {user.id}
+            targets = addressee.members - {user.id}
         else:
-            peer = await self._hub.user_by_uuid(frame.to)
-            if peer is None:
-                raise refuse(NotFound, "no such user", "unknown_recipient")
-            if not await self._hub.are_friends(user.id, peer.id):
-                raise refuse(Forbidden, f"{peer.username} is not your friend",
-                             "not_friend")
-            targets = {peer.id}
+            targets = {addressee.peer.id}
         self._hub.deliver(targets, frames.encode(out))
 
     # Handler events to frames.

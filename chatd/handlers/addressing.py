@@ -1,0 +1,49 @@
+"""
+Who a frame may be addressed to: a friend (one-to-one) or a group the
+sender belongs to. Messages, relays and typing frames share these rules;
+the facts come from the Hub's caches, so no database query is made once
+they are warm.
+"""
+
+from dataclasses import dataclass
+
+from chatd.errors import Forbidden, NotFound
+from chatd.protocol import frames
+from chatd.protocol.frames import refuse
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """
+    @ivar peer: the recipient L{User} of a one-to-one frame, else None.
+    @ivar group: the L{Group} of a group frame, else None.
+    @ivar members: the group's member ids (empty for one-to-one frames).
+    """
+
+    peer: object = None
+    group: object = None
+    members: frozenset = frozenset()
+
+
+async def resolve(hub, user, to, message_type, allow_self=False):
+    """
+    The addressee of a frame from C{user} to C{to} (a user or group uuid).
+
+    @param allow_self: a one-to-one frame to oneself needs no friendship.
+    @raise chatd.errors.ChatError: no such user or group, not a friend, not
+        a member (each with its error frame code).
+    """
+    if message_type == frames.GROUP:
+        group = await hub.group_by_uuid(to)
+        if group is None:
+            raise refuse(NotFound, "no such group", "unknown_group")
+        members = await hub.group_members(group.id)
+        if user.id not in members:
+            raise refuse(Forbidden, "you are not a member of this group", "not_member")
+        return Addressee(group=group, members=members)
+    peer = await hub.user_by_uuid(to)
+    if peer is None:
+        raise refuse(NotFound, "no such user", "unknown_recipient")
+    if not (allow_self and peer.id == user.id) and not await hub.are_friends(user.id, peer.id):
+        raise refuse(Forbidden, f"{peer.username} is not your friend", "not_friend")
+    return Addressee(peer=peer)
