@@ -24,7 +24,7 @@ import sys
 import time
 
 from bench import population, profile
-from bench.server import Server, raise_file_limit
+from bench.server import Server, parse_setting, raise_file_limit
 from bench.worker import worker_main
 
 SCENARIOS = ("pairs", "group", "rate", "conns", "rest")
@@ -57,7 +57,8 @@ class Run:
         self.kind = kind
         self.server = Server(kind, cpu=args.server_cpu,
                              mysql_url=args.mysql_url,
-                             scrypt_log2_n=15 if args.scenario == "rest" else 10)
+                             scrypt_log2_n=15 if args.scenario == "rest" else 10,
+                             settings=args.settings)
 
     def accounts(self, prefix, count):
         if self.kind == "baseline":
@@ -296,11 +297,18 @@ def parse_args(argv):
     parser.add_argument("--client-cpus", default="1",
                         help="comma-separated cores for the generator's workers")
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306/chatd_bench")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="a chatd configuration setting for the run; repeatable")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     parser.add_argument("--profile", metavar="DIR",
                         help="sample the server with py-spy into DIR and summarise")
     args = parser.parse_args(argv)
     args.client_cpus = [int(c) for c in args.client_cpus.split(",") if c != ""]
+    try:
+        args.settings = [parse_setting(text) for text in args.settings]
+    except ValueError as e:
+        parser.error(str(e))
     if not 0 < args.seconds <= BOUND_SECONDS:
         parser.error(f"--seconds must be in (0, {BOUND_SECONDS}]")
     if not 0 < args.count <= BOUND_CONNECTIONS:

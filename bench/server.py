@@ -3,6 +3,7 @@ Starting the server under test: chatd on SQLite or MariaDB, or the plain
 Autobahn baseline, pinned to its own core, on a free loopback port.
 """
 
+import json
 import os
 import resource
 import shutil
@@ -13,26 +14,53 @@ import tempfile
 import time
 import urllib.request
 
-# Limits raised so that the generator, not the server's defences, is the
-# only brake: rate limits, per-user connections, the scrypt cost (set to the
-# production default for the rest scenario, where login cost is the point).
-_BENCH_CONFIG = """\
-[server]
-listen = ["tcp:{port}:interface=127.0.0.1:backlog=4096"]
-data_dir = "{data_dir}"
 
-[database]
-url = "{database_url}"
+def _bench_settings(port, data_dir, database_url, scrypt_log2_n):
+    """
+    chatd's configuration for a run: limits raised so that the generator,
+    not the server's defences, is the only brake (rate limits, devices per
+    user, the scrypt cost, which the rest scenario sets to the production
+    default, where login cost is the point).
+    """
+    return {
+        "server": {"listen": [f"tcp:{port}:interface=127.0.0.1:backlog=4096"],
+                   "data_dir": data_dir},
+        "database": {"url": database_url},
+        "auth": {"scrypt_log2_n": scrypt_log2_n, "login_address_burst": 1000000,
+                 "login_account_burst": 1000000, "register_address_burst": 1000000},
+        "websocket": {"max_connections_per_user": 1000},
+    }
 
-[auth]
-scrypt_log2_n = {scrypt_log2_n}
-login_address_burst = 1000000
-login_account_burst = 1000000
-register_address_burst = 1000000
 
-[websocket]
-max_connections_per_user = 1000
-"""
+def _toml(settings):
+    """
+    Settings (section -> key -> str, number, bool or list) as TOML.
+    """
+    lines = []
+    for section, values in settings.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            text = str(value).lower() if isinstance(value, bool) else json.dumps(value)
+            lines.append(f"{key} = {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_setting(text):
+    """
+    C{"section.key=value"} (value as TOML would read it: a number, true,
+    false, or else a string) as C{(section, key, value)}.
+    """
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot:
+        raise ValueError(f"{text!r}: use section.key=value")
+    raw = raw.strip()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return section, key, value
 
 
 def free_port():
@@ -62,7 +90,7 @@ class Server:
     """
 
     def __init__(self, kind, cpu=None, mysql_url="mysql://root@127.0.0.1:3306/chatd_bench",
-                 scrypt_log2_n=10):
+                 scrypt_log2_n=10, settings=()):
         self.kind = kind
         self.cpu = cpu
         self.port = free_port()
@@ -70,6 +98,7 @@ class Server:
         self.directory = tempfile.mkdtemp(prefix=f"chatd-bench-{kind}-")
         self._mysql_url = mysql_url
         self._scrypt_log2_n = scrypt_log2_n
+        self._settings = settings
         self.process = None
 
     def _command(self):
@@ -82,9 +111,11 @@ class Server:
             database_url = "sqlite:///" + os.path.join(self.directory, "chatd.sqlite3")
         config = os.path.join(self.directory, "chatd.toml")
         with open(config, "w") as f:
-            f.write(_BENCH_CONFIG.format(
-                port=self.port, data_dir=self.directory, database_url=database_url,
-                scrypt_log2_n=self._scrypt_log2_n))
+            settings = _bench_settings(self.port, self.directory, database_url,
+                                       self._scrypt_log2_n)
+            for section, key, value in self._settings:
+                settings.setdefault(section, {})[key] = value
+            f.write(_toml(settings))
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         return [twistd, "--nodaemon", "--pidfile=", "--logfile",
                 os.path.join(self.directory, "chatd.log"), "chatd", "--config", config]

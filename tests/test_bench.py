@@ -97,3 +97,26 @@ class ProfileSummaryTests(SynchronousTestCase):
         self.assertEqual(own, [(60.0, "execute (database.py)"), (40.0, "send (messaging.py)")])
         self.assertEqual(inclusive[0], (100.0, "send (messaging.py)"))
         self.assertNotIn("run (base.py)", [name for _, name in inclusive])
+
+
+class SettingsTests(SynchronousTestCase):
+    def test_parse_setting(self):
+        from bench.server import parse_setting
+
+        self.assertEqual(parse_setting("websocket.batch_delay=0.002"),
+                         ("websocket", "batch_delay", 0.002))
+        self.assertEqual(parse_setting("database.url=sqlite:///x"),
+                         ("database", "url", "sqlite:///x"))
+        self.assertRaises(ValueError, parse_setting, "batch_delay=1")
+
+    def test_config_is_valid_toml_for_chatd(self):
+        import tomllib
+
+        from bench.server import _bench_settings, _toml
+        from chatd.config import config_from_dict
+
+        settings = _bench_settings(1234, "/tmp/d", "sqlite:///x.db", 10)
+        settings["websocket"]["batch_delay"] = 0.002
+        config = config_from_dict(tomllib.loads(_toml(settings)))
+        self.assertEqual(config.websocket.batch_delay, 0.002)
+        self.assertEqual(config.server.listen, ("tcp:1234:interface=127.0.0.1:backlog=4096",))
