@@ -24,6 +24,18 @@ class Addressee:
     group: object = None
     members: frozenset = frozenset()
 
+    def relay_targets(self, out, sender):
+        """
+        Apply go-chat's rewriting of a group frame to C{out} (C{from} the
+        group, C{to} the sender) and return the ids of the users it goes to:
+        the peer, or the group's other members.
+        """
+        if self.group is None:
+            return {self.peer.id}
+        setattr(out, "from", self.group.uuid)
+        out.to = sender.uuid
+        return self.members - {sender.id}
+
 
 async def resolve(hub, user, to, message_type, allow_self=False):
     """

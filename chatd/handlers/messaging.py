@@ -209,28 +209,15 @@ class Messaging:
     async def relay(self, connection, frame):
         """
         Call signalling and media (type "webrtc", or contentType 6 and up):
-        passed to a friend's devices, or a group's other members, as-is
-        but for the sender's identity.
+        never stored; handed to the call manager (L{set_relay_handler}),
+        which relays them only within a call.
         """
         self.check_sender(connection, frame)
-        user = connection.user
         if not frame.to:
             return await self.broadcast(connection, frame)
-        if self._relay_handler is not None:
-            return await self._relay_handler(connection, frame)
-        out = Message()
-        out.CopyFrom(frame)
-        out.avatar, out.fromUsername = user.avatar, user.username
-        setattr(out, _FROM, user.uuid)
-        addressee = await addressing.resolve(
-            self._hub, user, frame.to, frame.messageType or frames.ONE_TO_ONE)
-        if addressee.group is not None:
-            setattr(out, _FROM, addressee.group.uuid)
-            out.to = user.uuid
-            targets = addressee.members - {user.id}
-        else:
-            targets = {addressee.peer.id}
-        self._hub.deliver(targets, frames.encode(out), exclude=connection)
+        if self._relay_handler is None:
+            raise refuse(BadRequest, "calls are not available", "unsupported")
+        return await self._relay_handler(connection, frame)
 
     async def broadcast(self, connection, frame):
         """

@@ -125,12 +125,7 @@ class ConversationFrames(Service):
                        content="stop" if frame.content == "stop" else "")
         addressee = await addressing.resolve(
             self._hub, user, frame.to, frame.messageType or frames.ONE_TO_ONE)
-        if addressee.group is not None:
-            setattr(out, _FROM, addressee.group.uuid)
-            out.to = user.uuid
-            targets = addressee.members - {user.id}
-        else:
-            targets = {addressee.peer.id}
+        targets = addressee.relay_targets(out, user)
         self._hub.deliver(targets, frames.encode(out))
 
     # Handler events to frames.
