@@ -747,3 +747,18 @@ class StopWhileHandlingTests(WebSocketTestCase):
         self.service = await start_server(self, self.config)
         stored = await self.service.parts.messages.since(self.alice.id, [], 0, 10)
         self.assertIn([m.client_msg_id for m in stored], ([], ["f-1"]))
+
+
+class ConnectionMemoryTests(WebSocketTestCase):
+    async def test_handshake_forgotten_once_open(self):
+        """
+        An open connection keeps nothing of its opening handshake, and no
+        refusal history until it has a refusal.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        (connection,) = self.service.realtime.hub.connections_of(self.alice.id)
+        self.assertEqual((connection.http_request_data, connection.http_headers,
+                          connection.http_request_params, connection._refusals),
+                         (None, {}, {}, None))
+        await self.assert_alive(alice)

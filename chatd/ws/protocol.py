@@ -123,7 +123,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         super().__init__()
         self._pending = 0
         self._idle_waiters = []
-        self._refusals = collections.deque()
+        self._refusals = None
         self._reading_paused = False
         self._buffer = None
         self._lost = Deferred()
@@ -191,6 +191,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         raise ConnectionDeny(500, "internal error")
 
     def onOpen(self):
+        self._forget_handshake()
         try:
             self._open()
         except Exception:
@@ -216,6 +217,17 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self.sendClose(CLOSE_TOO_MANY_CONNECTIONS, error.message)
             return
         self._attached = True
+
+    def _forget_handshake(self):
+        """
+        Drop what Autobahn kept of the opening handshake (the raw request,
+        its parsed headers and query), about 2 KB a connection that nothing
+        reads once the connection is open.
+        """
+        self.http_request_data = None
+        self.http_headers = {}
+        self.http_request_params = {}
+        self.http_status_line = None
 
     # Frames in.
 
@@ -290,6 +302,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
         C{max_refusals_per_minute} in the last minute, close it (1008).
         """
         now = self.factory.reactor.seconds()
+        if self._refusals is None:
+            self._refusals = collections.deque()
         refusals = self._refusals
         refusals.append(now)
         while refusals and refusals[0] <= now - 60:
