@@ -81,6 +81,22 @@ def _is_text(data):
     return not any(b < 32 and b not in (9, 10, 12, 13) for b in head)
 
 
+# Files recognised by a fixed prefix: (prefix or prefixes, media type,
+# extension). Formats that need more than a prefix are handled in sniff.
+_MAGIC = [
+    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
+    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+    ((b"GIF87a", b"GIF89a"), "image/gif", "gif"),
+    (b"%PDF-", "application/pdf", "pdf"),
+    (b"\x1f\x8b", "application/gzip", "gz"),
+    (b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed", "7z"),
+    (b"Rar!\x1a\x07", "application/vnd.rar", "rar"),
+    (b"OggS", "audio/ogg", "ogg"),
+    (b"fLaC", "audio/flac", "flac"),
+    (b"#!AMR", "audio/amr", "amr"),
+]
+
+
 def sniff(data, suffix_hint=""):
     """
     The media type and file extension of C{data}, from its first bytes;
@@ -90,12 +106,9 @@ def sniff(data, suffix_hint=""):
     @return: C{(media_type, extension)}.
     """
     hint = suffix_hint.lower().lstrip(".")
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png", "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg", "jpg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif", "gif"
+    for magic, media_type, extension in _MAGIC:
+        if data.startswith(magic):
+            return media_type, extension
     if data.startswith(b"RIFF") and len(data) >= 12:
         kind = data[8:12]
         if kind == b"WEBP":
@@ -104,24 +117,10 @@ def sniff(data, suffix_hint=""):
             return "audio/wav", "wav"
         if kind == b"AVI ":
             return "video/x-msvideo", "avi"
-    if data.startswith(b"%PDF-"):
-        return "application/pdf", "pdf"
     if data.startswith(b"PK\x03\x04"):
         if hint in _ZIP_SUFFIXES:
             return _SUFFIX_TYPES[hint], hint
         return "application/zip", "zip"
-    if data.startswith(b"\x1f\x8b"):
-        return "application/gzip", "gz"
-    if data.startswith(b"7z\xbc\xaf\x27\x1c"):
-        return "application/x-7z-compressed", "7z"
-    if data.startswith(b"Rar!\x1a\x07"):
-        return "application/vnd.rar", "rar"
-    if data.startswith(b"OggS"):
-        return "audio/ogg", "ogg"
-    if data.startswith(b"fLaC"):
-        return "audio/flac", "flac"
-    if data.startswith(b"#!AMR"):
-        return "audio/amr", "amr"
     if data.startswith(b"\x1a\x45\xdf\xa3"):
         if b"webm" in data[:64]:
             return "video/webm", "webm"
