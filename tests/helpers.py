@@ -539,3 +539,35 @@ def multipart(fields=(), files=()):
     chunks.append(f"--{boundary}--\r\n".encode())
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     return b"".join(chunks), headers
+
+
+async def sign_up_three(testcase, **changes):
+    """
+    An in-memory API client (C{testcase.client}, C{testcase.parts}) and
+    three users signed up through it: C{testcase.alice}, C{.bob}, C{.carol}
+    (their user JSON) and C{.alice_token}, C{.bob_token}, C{.carol_token};
+    C{testcase.ids} maps each name to its user id.
+    """
+    testcase.client, testcase.parts = await api_client(testcase, **changes)
+    testcase.ids = {}
+    for name in ("alice", "bob", "carol"):
+        user, token = await sign_up(testcase.client, name)
+        setattr(testcase, name, user)
+        setattr(testcase, f"{name}_token", token)
+        testcase.ids[name] = (await testcase.parts.users.get_by_uuid(user["uuid"])).id
+
+
+async def start_chat(testcase, **changes):
+    """
+    A running chatd (C{testcase.config}, C{.service}, C{.database}, no
+    autoping unless asked) with users C{testcase.alice} (avatar a.png),
+    C{.bob} and C{.carol}; alice and bob are friends.
+    """
+    changes.setdefault("websocket_autoping_interval", 0.0)
+    testcase.config = test_config(testcase, **changes)
+    testcase.service = await start_server(testcase, testcase.config)
+    testcase.database = server_database(testcase.service)
+    testcase.alice = await create_user(testcase.database, "alice", avatar="a.png")
+    testcase.bob = await create_user(testcase.database, "bob")
+    testcase.carol = await create_user(testcase.database, "carol")
+    await make_friends(testcase.database, testcase.alice, testcase.bob)

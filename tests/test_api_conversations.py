@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from chatd.stores import now_ms
 from chatd.stores.messages import GROUP, ONE_TO_ONE, NewMessage
-from tests.helpers import api_client, sign_up
+from tests.helpers import sign_up_three
 
 V1 = "/api/v1"
 
@@ -18,13 +18,7 @@ class ConversationApiTests(unittest.TestCase):
         from twisted.internet import reactor
 
         self.reactor = reactor
-        self.client, self.parts = await api_client(self)
-        self.alice, self.alice_token = await sign_up(self.client, "alice")
-        self.bob, self.bob_token = await sign_up(self.client, "bob")
-        self.carol, self.carol_token = await sign_up(self.client, "carol")
-        users = self.parts.users
-        self.ids = {u["username"]: (await users.get_by_uuid(u["uuid"])).id
-                    for u in (self.alice, self.bob, self.carol)}
+        await sign_up_three(self)
         code, answer = await self.client.call(
             "POST", "/friend", token=self.alice_token,
             json={"uuid": self.alice["uuid"], "friendUsername": "bob"})

@@ -7,16 +7,13 @@ from twisted.trial import unittest
 
 from chatd import events
 from chatd.stores.messages import GROUP, NewMessage
-from tests.helpers import api_client, sign_up
+from tests.helpers import sign_up_three
 from tests.test_api_social import NOBODY, record
 
 
 class GroupTests(unittest.TestCase):
     async def _setup(self):
-        self.client, self.parts = await api_client(self)
-        self.alice, self.alice_token = await sign_up(self.client, "alice")
-        self.bob, self.bob_token = await sign_up(self.client, "bob")
-        self.carol, self.carol_token = await sign_up(self.client, "carol")
+        await sign_up_three(self)
 
     async def create(self, name="hikers", **extra):
         code, answer = await self.client.call(

@@ -6,19 +6,13 @@ for members, pages, and each refusal.
 from twisted.trial import unittest
 
 from chatd.stores.messages import GROUP, ONE_TO_ONE, NewMessage
-from tests.helpers import api_client, sign_up
+from tests.helpers import sign_up_three
 from tests.test_api_social import NOBODY
 
 
 class HistoryTests(unittest.TestCase):
     async def _setup(self):
-        self.client, self.parts = await api_client(self)
-        self.alice, self.alice_token = await sign_up(self.client, "alice")
-        self.bob, self.bob_token = await sign_up(self.client, "bob")
-        self.carol, self.carol_token = await sign_up(self.client, "carol")
-        users = self.parts.users
-        self.ids = {u["username"]: (await users.get_by_uuid(u["uuid"])).id
-                    for u in (self.alice, self.bob, self.carol)}
+        await sign_up_three(self)
 
     async def store(self, messages, when=1_000):
         return await self.parts.messages.insert_batch(messages, when)

@@ -5,7 +5,7 @@ Friends over REST: add, list, remove; mutual; each refusal.
 from twisted.trial import unittest
 
 from chatd import events
-from tests.helpers import api_client, sign_up
+from tests.helpers import sign_up_three
 
 NOBODY = "00000000-0000-0000-0000-000000000000"
 
@@ -20,10 +20,7 @@ def record(parts, *names):
 
 class FriendTests(unittest.TestCase):
     async def _three(self):
-        self.client, self.parts = await api_client(self)
-        self.alice, self.alice_token = await sign_up(self.client, "alice")
-        self.bob, self.bob_token = await sign_up(self.client, "bob")
-        self.carol, self.carol_token = await sign_up(self.client, "carol")
+        await sign_up_three(self)
 
     async def friends_of(self, user, token):
         code, answer = await self.client.call(

@@ -16,12 +16,9 @@ from chatd import calls
 from tests.helpers import (
     base_url,
     connect_user,
-    create_user,
     http_client,
     make_friends,
-    server_database,
-    start_server,
-    test_config,
+    start_chat,
 )
 
 OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 0.0.0.0"})
@@ -46,16 +43,9 @@ class CallsTestCase(TestCase):
     timeout = 120
 
     async def start(self, **changes):
-        changes.setdefault("websocket_autoping_interval", 0.0)
-        self.config = test_config(self, **changes)
-        self.service = await start_server(self, self.config)
-        self.database = server_database(self.service)
+        await start_chat(self, **changes)
         self.manager = self.service.realtime.calls
         self.clock = self.manager.clock = Clock()
-        self.alice = await create_user(self.database, "alice", avatar="a.png")
-        self.bob = await create_user(self.database, "bob")
-        self.carol = await create_user(self.database, "carol")
-        await make_friends(self.database, self.alice, self.bob)
         await make_friends(self.database, self.carol, self.bob)
 
     def connect(self, user):

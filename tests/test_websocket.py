@@ -23,8 +23,8 @@ from tests.helpers import (
     http_client,
     make_friends,
     server_database,
+    start_chat,
     start_server,
-    test_config,
     ws_connect,
     ws_url,
 )
@@ -42,15 +42,8 @@ def sleep(seconds):
 class WebSocketTestCase(TestCase):
     timeout = 120
 
-    async def start(self, **changes):
-        changes.setdefault("websocket_autoping_interval", 0.0)
-        self.config = test_config(self, **changes)
-        self.service = await start_server(self, self.config)
-        self.database = server_database(self.service)
-        self.alice = await create_user(self.database, "alice", avatar="a.png")
-        self.bob = await create_user(self.database, "bob")
-        self.carol = await create_user(self.database, "carol")
-        await make_friends(self.database, self.alice, self.bob)
+    def start(self, **changes):
+        return start_chat(self, **changes)
 
     def connect(self, user, **kwargs):
         return connect_user(self, self.service, user, **kwargs)
