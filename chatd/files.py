@@ -15,9 +15,12 @@ import uuid as uuid_module
 from dataclasses import dataclass
 
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 
 from chatd.errors import BadRequest, NotFound, PayloadTooLarge
 from chatd.stores import now_ms
+
+log = Logger()
 
 # Names the server makes: 32 hex digits and a short extension.
 NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.[a-z0-9]{1,8}$")
@@ -250,11 +253,19 @@ class FileStore:
             return False
         if not await self._records.forget_if_unused(name):
             return False
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
+        await self.remove_bytes(path)
         return True
+
+    async def remove_bytes(self, path):
+        """
+        Delete a stored file's bytes (its record is gone already), in a
+        thread; a failure is logged, not raised.
+        """
+        try:
+            await deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), _remove, path)
+        except OSError:
+            log.failure("Removing the stored file {path} failed", path=path)
 
     async def find(self, name):
         """
@@ -268,3 +279,10 @@ class FileStore:
         if record is None or not os.path.isfile(path):
             raise NotFound("no such file")
         return StoredFile(record.name, record.media_type, record.size), path
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -17,7 +17,6 @@ Changes are announced through L{chatd.events.Events} once committed
 frames for every connected device concerned.
 """
 
-import os
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
@@ -303,7 +302,7 @@ class Conversations:
         if not recalled:
             raise Conflict("this message was already recalled")
         if orphan:
-            self._remove_file(orphan)
+            await self._files.remove_bytes(self._files.path_of(orphan))
         change = await self._change(facts, participants, "", now, identity)
         self._events.publish(RECALLED, change=change)
         return change
@@ -353,15 +352,6 @@ class Conversations:
             from_uuid=from_uuid, to_uuid=to_uuid,
             sender_username=sender.username, user_ids=participants,
             content=content, at=now, by_uuid=identity.uuid)
-
-    def _remove_file(self, name):
-        try:
-            os.remove(self._files.path_of(name))
-        except FileNotFoundError:
-            pass
-        except OSError:
-            log.failure("Removing the recalled attachment {name} failed",
-                        name=name)
 
     # Presence.
 
