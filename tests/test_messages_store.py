@@ -14,6 +14,7 @@ from chatd.stores.messages import (
     ONE_TO_ONE,
     MessageStore,
     NewMessage,
+    client_ids_query,
     conversation_key,
 )
 from tests.helpers import create_group, create_user, migrated_database
@@ -113,6 +114,36 @@ class MessageStoreTests(TestCase):
         self.assertEqual([m.content for m in newest], ["4", "3"])
         older = await self.store.conversation_page(key, newest[-1].id, 10)
         self.assertEqual([m.content for m in older], ["2", "1", "0"])
+
+
+    async def test_client_id_lookup_uses_the_index(self):
+        """
+        The resend check of a batch looks each (sender, client id) up in
+        the unique index: its cost does not grow with the table.
+        """
+        await self._setup()
+        await self.store.insert_batch(
+            [self._text(self.alice, self.bob, str(n), f"c{n}") for n in range(50)],
+            5)
+        sql, args = client_ids_query([(self.alice.id, "c1"), (self.bob.id, "c2")])
+
+        def plan_txn(txn):
+            if txn.engine.name == "sqlite":
+                txn.execute("EXPLAIN QUERY PLAN " + sql, args)
+                return [row[-1] for row in txn.fetchall()]
+            txn.execute("EXPLAIN " + sql, args)
+            columns = [d[0] for d in txn._cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in txn.fetchall()]
+
+        plan = await self.database.run("plan", plan_txn)
+        if self.database.engine.name == "sqlite":
+            self.assertFalse([step for step in plan if step.startswith("SCAN messages")],
+                             plan)
+            self.assertTrue([step for step in plan if "USING INDEX" in step], plan)
+        else:
+            [step] = plan
+            self.assertNotEqual(step["type"], "ALL", plan)
+            self.assertTrue(step["key"], plan)
 
 
 class FakeStore:

@@ -124,6 +124,19 @@ _CHUNK = 200
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, (SELECT f.id FROM files f WHERE f.name = ?), ?)"
 
 
+def client_ids_query(pairs):
+    """
+    The SQL and arguments that find the stored messages among C{pairs} of
+    (sender id, client message id): one lookup in the unique index each.
+    (Not C{(sender_id, client_msg_id) IN (...)}: SQLite answers a
+    row-value IN list by scanning the whole table.)
+    """
+    terms = " OR ".join("(sender_id = ? AND client_msg_id = ?)" for _ in pairs)
+    return (
+        "SELECT sender_id, client_msg_id, id, created_at FROM messages"
+        f" WHERE {terms}", [value for pair in pairs for value in pair])
+
+
 def insert_batch_txn(txn, messages, created_at):
     """
     Store C{messages} (L{NewMessage}s) at time C{created_at}, in order, in
@@ -136,12 +149,7 @@ def insert_batch_txn(txn, messages, created_at):
     known = {}
     wanted = sorted({(m.sender_id, m.client_msg_id) for m in messages if m.client_msg_id})
     for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
-        pairs = ", ".join("(?, ?)" for _ in chunk)
-        txn.execute(
-            "SELECT sender_id, client_msg_id, id, created_at FROM messages"
-            f" WHERE (sender_id, client_msg_id) IN ({pairs})",
-            [value for pair in chunk for value in pair])
+        txn.execute(*client_ids_query(wanted[start:start + _CHUNK]))
         for sender_id, client_msg_id, message_id, when in txn.fetchall():
             known[(int(sender_id), client_msg_id)] = Stored(
                 int(message_id), int(when), duplicate=True)
