@@ -165,11 +165,13 @@ class Run:
                     "connects_per_second": a.count / result["connect_seconds"],
                 })
             server_cpu_before = self.server.cpu_seconds()
+            loop_cpu_before = self.server.loop_cpu_seconds()
             profiler = self._start_profiler()
             for pipe in pipes:
                 pipe.send("go")
             stats = [self._expect(pipe, "stats") for pipe in pipes]
             server_cpu = self.server.cpu_seconds() - server_cpu_before
+            loop_cpu = self.server.loop_cpu_seconds() - loop_cpu_before
             for pipe in pipes:
                 pipe.send("stop")
             if profiler is not None:
@@ -182,6 +184,7 @@ class Run:
                     process.kill()
         if scenario != "conns":
             result.update(_summarise(stats, expected, connections, server_cpu))
+            result["server_loop_cpu_percent"] = 100 * loop_cpu / result["seconds"]
         return result
 
     def _start_profiler(self):

@@ -164,6 +164,14 @@ class Server:
     def cpu_seconds(self):
         return process_cpu_seconds(self.process.pid)
 
+    def loop_cpu_seconds(self):
+        """
+        The CPU time of the server's main thread alone: its event loop, as
+        opposed to its database threads.
+        """
+        pid = self.process.pid
+        return process_cpu_seconds(pid, f"/proc/{pid}/task/{pid}/stat")
+
 
 def process_rss(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -173,8 +181,8 @@ def process_rss(pid):
     return 0
 
 
-def process_cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
+def process_cpu_seconds(pid, path=None):
+    with open(path or f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of the whole line.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
