@@ -11,8 +11,8 @@ no database query.
 Connections are anything with:
   - C{user}: the L{chatd.stores.users.User} it is authenticated as;
   - C{send_prepared(prepared)}: send a frame prepared by the Hub's
-    C{prepare} callable (Autobahn's C{prepareMessage}: a frame is encoded
-    and framed once per fan-out, not once per recipient);
+    C{prepare} callable (L{chatd.ws.framing.server_frame}: a frame is
+    encoded and framed once per fan-out, not once per recipient);
   - C{close_going_away()}: close because the server is stopping.
 
 The Hub never imports the WebSocket protocol; the factory that makes them

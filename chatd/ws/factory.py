@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 
+from chatd.ws.framing import server_frame
 from chatd.ws.protocol import ChatServerProtocol
 
 
@@ -117,7 +118,7 @@ def build_realtime(config, database, reactor, parts):
         max_refusals_per_minute=ws.max_refusals_per_minute)
     factory = ChatWebSocketFactory(hub, messaging, parts.tokens, parts.users,
                                    settings, reactor, ws)
-    hub.set_prepare(lambda payload: factory.prepareMessage(payload, isBinary=True))
+    hub.set_prepare(server_frame)
     hub.manage_factory(factory)
     calls = build_calls(config, hub, writer, messaging, factory, reactor)
     return Realtime(writer, hub, messaging, factory,

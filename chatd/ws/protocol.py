@@ -37,6 +37,7 @@ from zope.interface import implementer
 from chatd.auth.tokens import token_from_headers
 from chatd.errors import ChatError, TooManyRequests, Unauthorized
 from chatd.protocol import frames
+from chatd.ws.framing import LeanFraming, server_frame
 
 # Close codes chatd uses besides the standard ones (1000 normal, 1001 going
 # away, 1009 message too big).
@@ -105,7 +106,7 @@ class OutgoingBuffer:
         return waiter
 
 
-class ChatServerProtocol(WebSocketServerProtocol):
+class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
     """
     One client connection. Its factory (L{chatd.ws.factory.ChatWebSocketFactory})
     provides C{hub}, C{messaging}, C{tokens}, C{users}, C{settings}.
@@ -338,18 +339,18 @@ class ChatServerProtocol(WebSocketServerProtocol):
         """
         Send one frame to this connection only.
         """
-        self.send_prepared(self.factory.prepareMessage(
-            frames.encode(frame), isBinary=True))
+        self.send_prepared(server_frame(frames.encode(frame)))
 
-    def send_prepared(self, prepared):
+    def send_prepared(self, frame):
         """
-        Send a frame prepared once for a fan-out, unless this connection is
-        too far behind (then it is cut off).
+        Send a frame's bytes, framed once for a fan-out
+        (L{chatd.ws.framing.server_frame}), unless this connection is too
+        far behind (then it is cut off).
         """
         if not self.connected or self.state != self.STATE_OPEN:
             return
-        if self._buffer.account(len(prepared.payloadHybi)):
-            self.sendPreparedMessage(prepared)
+        if self._buffer.account(len(frame)):
+            self.write_frame(frame)
 
     def wait_writable(self):
         """
