@@ -48,6 +48,16 @@ class _Cache:
     def peek(self, key):
         return self._values.get(key)
 
+    def get_cached(self, key):
+        """
+        The cached value (a use, for the least-recently-used order), or
+        None if it is not cached.
+        """
+        value = self._values.get(key)
+        if value is not None and self._max_size:
+            self._values.move_to_end(key)
+        return value
+
     def __contains__(self, key):
         return key in self._values
 
@@ -280,6 +290,31 @@ class Hub(Service):
 
     async def are_friends(self, user_id, other_id):
         return other_id in await self.friend_ids(user_id)
+
+    def cached_user_by_uuid(self, uuid):
+        """
+        The L{User} with this uuid if the cache has it, else None (it may
+        still exist: ask L{user_by_uuid}).
+        """
+        return self._users_by_uuid.get_cached(uuid)
+
+    def cached_group_by_uuid(self, uuid):
+        """
+        The L{Group} with this uuid if the cache has it, else None.
+        """
+        return self._groups_by_uuid.get_cached(uuid)
+
+    def cached_group_members(self, group_id):
+        """
+        The ids of a group's members if the cache has them, else None.
+        """
+        return self._members.peek(group_id)
+
+    def cached_friend_ids(self, user_id):
+        """
+        The ids of a user's friends if the cache has them, else None.
+        """
+        return self._friends.peek(user_id)
 
     async def group_ids_of(self, user_id):
         """

@@ -91,7 +91,9 @@ class LeanFramingTests(SynchronousTestCase):
         self.factory.protocol = Recorder
         self.factory.setProtocolOptions(maxFramePayloadSize=70000,
                                         maxMessagePayloadSize=70000,
-                                        failByDrop=False)
+                                        failByDrop=False,
+                                        openHandshakeTimeout=0,
+                                        closeHandshakeTimeout=0)
         self.protocol = self.factory.buildProtocol(None)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)

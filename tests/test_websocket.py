@@ -317,6 +317,32 @@ class AttachmentTests(WebSocketTestCase):
         [stored] = await self.history(self.alice)
         self.assertEqual(stored.url, got.url)
 
+    async def test_frames_stored_in_arrival_order(self):
+        """
+        Text messages sent right after an attachment (which waits for the
+        file store) are stored and delivered after it, although their
+        routing facts are cached and they need no waiting of their own.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        alice.send(to=self.bob.uuid, contentType=1, messageType=1,
+                   content="warm the caches", clientMsgId="o-0")
+        await bob.next_of("")
+        encoded = base64.b64encode(b"first").decode()
+        alice.send(to=self.bob.uuid, contentType=2, messageType=1,
+                   content=f"data:text/plain;base64,{encoded}",
+                   fileSuffix="txt", clientMsgId="o-1")
+        for n in range(2, 5):
+            alice.send(to=self.bob.uuid, contentType=1, messageType=1,
+                       content=f"text {n}", clientMsgId=f"o-{n}")
+        got = [await bob.next_of("") for _ in range(4)]
+        self.assertEqual([m.clientMsgId for m in got], [f"o-{n}" for n in range(1, 5)])
+        self.assertEqual([m.id for m in got], sorted(m.id for m in got))
+        stored = await self.history(self.alice)
+        self.assertEqual([m.client_msg_id for m in stored],
+                         [f"o-{n}" for n in range(5)])
+
     async def test_file_bytes_sniffed(self):
         """
         contentType 3 with bytes: the type comes from the bytes, not the

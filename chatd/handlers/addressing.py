@@ -37,6 +37,30 @@ class Addressee:
         return self.members - {sender.id}
 
 
+def resolve_cached(hub, user, to, message_type, allow_self=False):
+    """
+    L{resolve} from the Hub's caches alone: the addressee, or None if a
+    fact it needs is not cached yet (then call L{resolve}).
+
+    @raise chatd.errors.ChatError: as L{resolve}.
+    """
+    if message_type == frames.GROUP:
+        group = hub.cached_group_by_uuid(to)
+        members = None if group is None else hub.cached_group_members(group.id)
+        if members is None:
+            return None
+        return _group_addressee(user, group, members)
+    peer = hub.cached_user_by_uuid(to)
+    if peer is None:
+        return None
+    if allow_self and peer.id == user.id:
+        return Addressee(peer=peer)
+    friends = hub.cached_friend_ids(user.id)
+    if friends is None:
+        return None
+    return _peer_addressee(user, peer, friends)
+
+
 async def resolve(hub, user, to, message_type, allow_self=False):
     """
     The addressee of a frame from C{user} to C{to} (a user or group uuid).
@@ -47,15 +71,26 @@ async def resolve(hub, user, to, message_type, allow_self=False):
     """
     if message_type == frames.GROUP:
         group = await hub.group_by_uuid(to)
-        if group is None:
-            raise refuse(NotFound, "no such group", "unknown_group")
-        members = await hub.group_members(group.id)
-        if user.id not in members:
-            raise refuse(Forbidden, "you are not a member of this group", "not_member")
-        return Addressee(group=group, members=members)
+        members = None if group is None else await hub.group_members(group.id)
+        return _group_addressee(user, group, members)
     peer = await hub.user_by_uuid(to)
+    if peer is not None and allow_self and peer.id == user.id:
+        return Addressee(peer=peer)
+    friends = () if peer is None else await hub.friend_ids(user.id)
+    return _peer_addressee(user, peer, friends)
+
+
+def _group_addressee(user, group, members):
+    if group is None:
+        raise refuse(NotFound, "no such group", "unknown_group")
+    if user.id not in members:
+        raise refuse(Forbidden, "you are not a member of this group", "not_member")
+    return Addressee(group=group, members=members)
+
+
+def _peer_addressee(user, peer, friends):
     if peer is None:
         raise refuse(NotFound, "no such user", "unknown_recipient")
-    if not (allow_self and peer.id == user.id) and not await hub.are_friends(user.id, peer.id):
+    if peer.id not in friends:
         raise refuse(Forbidden, f"{peer.username} is not your friend", "not_friend")
     return Addressee(peer=peer)

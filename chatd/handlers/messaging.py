@@ -25,10 +25,10 @@ room (or they are gone; then C{connected} is false).
 
 import weakref
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.logger import Logger
 
-from chatd.errors import BadRequest, Forbidden, PayloadTooLarge
+from chatd.errors import BadRequest, ChatError, Forbidden, PayloadTooLarge
 from chatd.handlers import addressing
 from chatd.protocol import frames
 from chatd.protocol.frames import Message, refuse
@@ -88,6 +88,8 @@ class Messaging:
         self._messages = messages
         self._files = files
         self._config = config
+        # Each connection with a frame being prepared: a Deferred firing
+        # once that frame is handed to the writer.
         self._tails = weakref.WeakKeyDictionary()
         self._relay_handler = None
 
@@ -111,36 +113,69 @@ class Messaging:
 
     # Messages.
 
-    async def send(self, connection, frame):
+    def send(self, connection, frame):
         """
         Handle a chat message frame (type ""): check, store, deliver, ack.
         Frames of one connection are stored in the order they arrived.
+
+        @return: a Deferred that fires once the frame is handled (acked,
+            or failed with the L{ChatError} that refuses it).
+        """
+        if frame.contentType >= 6:
+            return ensureDeferred(self.relay(connection, frame))
+        if not frame.to:
+            return ensureDeferred(self.broadcast(connection, frame))
+        if connection not in self._tails:
+            # Nothing of this connection's is being prepared: a text
+            # message whose routing facts are cached is stored at once.
+            try:
+                self.check_sender(connection, frame)
+                prepared = self._prepare_cached(connection, frame)
+            except ChatError as error:
+                return fail(error)
+            if prepared is not None:
+                return self._store(connection, frame, prepared)
+        return Deferred.fromCoroutine(self._send_in_order(connection, frame))
+
+    async def _send_in_order(self, connection, frame):
+        """
+        L{send} for a frame that needs the database or the file store
+        before it can be stored: later frames of the connection wait for
+        it to be handed to the writer.
         """
         self.check_sender(connection, frame)
-        if frame.contentType >= 6:
-            return await self.relay(connection, frame)
-        if not frame.to:
-            return await self.broadcast(connection, frame)
-        previous = self._tails.get(connection, succeed(None))
+        previous = self._tails.get(connection)
         mine = Deferred()
         self._tails[connection] = mine
         try:
             try:
                 prepared = await self._prepare(connection, frame)
             finally:
-                await previous
-            stored_d = self._writer.submit(prepared.record)
+                if previous is not None:
+                    await previous
+            stored = self._store(connection, frame, prepared)
         finally:
+            if self._tails.get(connection) is mine:
+                del self._tails[connection]
             mine.callback(None)
-        stored = await stored_d
+        await stored
+
+    def _store(self, connection, frame, prepared):
+        d = self._writer.submit(prepared.record)
+        d.addCallback(self._stored, connection, frame, prepared)
+        return d
+
+    def _stored(self, stored, connection, frame, prepared):
         if not stored.duplicate:
             self._deliver(connection, prepared, stored)
         connection.send_frame(frames.ack_frame(
             frame.clientMsgId, stored.id, stored.created_at, frame.to,
             prepared.record.message_type))
 
-    async def _prepare(self, connection, frame):
-        user = connection.user
+    def _check(self, frame):
+        """
+        The frame's message type, once its fields are checked.
+        """
         if frame.contentType not in frames.STORED_CONTENT_TYPES:
             raise refuse(BadRequest, f"unknown contentType {frame.contentType}",
                          "bad_content_type")
@@ -151,8 +186,35 @@ class Messaging:
         if message_type not in (frames.ONE_TO_ONE, frames.GROUP):
             raise refuse(BadRequest, f"unknown messageType {frame.messageType}",
                          "bad_message_type")
+        return message_type
+
+    def _prepare_cached(self, connection, frame):
+        """
+        L{_prepare} for a text message whose routing facts are in the Hub's
+        caches; None for anything else.
+        """
+        message_type = self._check(frame)
+        if frame.contentType != frames.TEXT or frame.file:
+            return None
+        user = connection.user
+        addressee = addressing.resolve_cached(
+            self._hub, user, frame.to, message_type, allow_self=True)
+        if addressee is None:
+            return None
+        return self._prepared(user, frame, message_type, addressee,
+                              frames.TEXT, self._text(frame), "")
+
+    async def _prepare(self, connection, frame):
+        user = connection.user
+        message_type = self._check(frame)
         addressee = await addressing.resolve(
             self._hub, user, frame.to, message_type, allow_self=True)
+        content_type, content, url = await self._content(user, frame)
+        return self._prepared(user, frame, message_type, addressee,
+                              content_type, content, url)
+
+    def _prepared(self, user, frame, message_type, addressee, content_type,
+                  content, url):
         recipient, group = addressee.peer, addressee.group
         if group is None:
             recipient_id, group_uuid = recipient.id, ""
@@ -160,7 +222,6 @@ class Messaging:
         else:
             recipient_id, group_uuid = group.id, group.uuid
             recipients = addressee.members
-        content_type, content, url = await self._content(user, frame)
         record = NewMessage(
             sender_id=user.id, client_msg_id=frame.clientMsgId or None,
             message_type=message_type, recipient_id=recipient_id,
@@ -168,15 +229,28 @@ class Messaging:
         return _Prepared(record, recipients, group_uuid, frame.to,
                          recipient.username if recipient else "")
 
+    def _text(self, frame):
+        """
+        The text of a text message, checked.
+        """
+        content = frame.content
+        self._check_length(content)
+        if not content:
+            raise refuse(BadRequest, "empty message", "empty")
+        return content
+
+    def _check_length(self, content):
+        if len(content) > self._config.max_content_chars:
+            raise refuse(PayloadTooLarge, "content is longer than"
+                         f" {self._config.max_content_chars} characters",
+                         "too_large")
+
     async def _content(self, user, frame):
         """
         The contentType, content and url to store, attachments saved.
         """
         content_type, content, url = frame.contentType, frame.content, frame.url
-        if len(content) > self._config.max_content_chars:
-            raise refuse(PayloadTooLarge, "content is longer than"
-                         f" {self._config.max_content_chars} characters",
-                         "too_large")
+        self._check_length(content)
         if frame.file:
             stored = await self._files.save(user.id, frame.file, frame.fileSuffix)
             return frames.content_type_for(stored.media_type), "", stored.name
@@ -185,9 +259,7 @@ class Messaging:
             stored = await self._files.save(user.id, data, frame.fileSuffix)
             return frames.FILE, "", stored.name
         if content_type == frames.TEXT:
-            if not content:
-                raise refuse(BadRequest, "empty message", "empty")
-            return content_type, content, ""
+            return content_type, self._text(frame), ""
         if not url:
             raise refuse(BadRequest, "an attachment needs file bytes, a data"
                          " URL or the url of a stored file", "no_attachment")

@@ -29,7 +29,7 @@ import collections
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -261,7 +261,7 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
                 return
             handler = getattr(self, name)(frame)
         self._started()
-        d = Deferred.fromCoroutine(handler)
+        d = ensureDeferred(handler)
         d.addErrback(self._failed, frame)
         d.addBoth(self._finished)
 
@@ -321,8 +321,8 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
                                 reasonUtf8=b"too many refused frames",
                                 isReply=False)
 
-    async def handle_message(self, frame):
-        await self.factory.messaging.send(self, frame)
+    def handle_message(self, frame):
+        return self.factory.messaging.send(self, frame)
 
     async def handle_heartbeat(self, frame):
         self.send_frame(frames.pong_frame())
