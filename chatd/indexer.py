@@ -3,9 +3,13 @@ The search indexer: a service that keeps the search index current in the
 background (see L{chatd.stores.search}).
 
 Every C{interval} seconds it indexes what the message triggers queued, a
-bounded number of messages per transaction, so that a search never has a
-large backlog to index first, however long nobody searched. A search still
+bounded number of messages per run, so that a search never has a large
+backlog to index first, however long nobody searched. A search still
 indexes what arrived since the last run, so its results are current.
+
+Each batch of a run is its own short transaction: on SQLite's one
+connection the message writer's commits take turns with them instead of
+waiting behind a whole run (which would show in message latency).
 """
 
 from twisted.application.service import Service
@@ -24,7 +28,7 @@ class SearchIndexer(Service):
     @param batch: messages per transaction; C{rounds}: transactions per run.
     """
 
-    def __init__(self, store, clock, interval, batch=500, rounds=8):
+    def __init__(self, store, clock, interval, batch=100, rounds=40):
         self._store = store
         self._clock = clock
         self._interval = interval
@@ -32,6 +36,7 @@ class SearchIndexer(Service):
         self._rounds = rounds
         self._loop = None
         self._current = succeed(None)
+        self._stopping = False
         self.last_count = 0
 
     def startService(self):
@@ -49,8 +54,7 @@ class SearchIndexer(Service):
         with how many (0 after logging a failure: the next run retries),
         also kept as C{last_count}.
         """
-        d = Deferred.fromCoroutine(self._store.catch_up(self._batch,
-                                                        self._rounds))
+        d = Deferred.fromCoroutine(self._index())
 
         def failed(failure):
             log.failure("Indexing messages for search failed", failure)
@@ -61,16 +65,28 @@ class SearchIndexer(Service):
         self._current = d
         return d
 
+    async def _index(self):
+        done = 0
+        for _ in range(self._rounds):
+            if self._stopping:
+                break
+            count = await self._store.catch_up(self._batch, rounds=1)
+            done += count
+            if count < self._batch:
+                break
+        return done
+
     def _done(self, count):
         self.last_count = count
         return count
 
     def stopService(self):
         """
-        Stop the timer; the Deferred fires once a run in progress is done
-        (before the database closes).
+        Stop the timer; the Deferred fires once a run in progress has
+        finished its current batch (before the database closes).
         """
         super().stopService()
+        self._stopping = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None

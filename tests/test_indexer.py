@@ -51,6 +51,34 @@ class SearchIndexerTests(TestCase):
                                         limit=100)
         self.assertEqual(len(found), 25)
 
+    async def test_one_transaction_per_batch(self):
+        """
+        A run's batches are separate transactions, so that message commits
+        are not kept waiting behind a whole run.
+        """
+        await self._setup(12)
+        transactions = []
+        original = self.database.run
+
+        def run(description, *args, **kwargs):
+            transactions.append(description)
+            return original(description, *args, **kwargs)
+
+        self.patch(self.database, "run", run)
+        indexer = SearchIndexer(self.store, Clock(), 0, batch=5, rounds=4)
+        self.assertEqual(await indexer.run_once(), 12)
+        self.assertEqual(transactions, ["search_catch_up"] * 3)
+
+    async def test_stop_ends_a_run_after_its_batch(self):
+        await self._setup(12)
+        clock = Clock()
+        indexer = SearchIndexer(self.store, clock, 1.0, batch=5, rounds=4)
+        indexer.startService()
+        clock.advance(1.0)
+        await indexer.stopService()
+        self.assertEqual(indexer.last_count, 5)
+        self.assertEqual(await self._pending(), 7)
+
     async def test_stop_waits_for_the_run(self):
         await self._setup(3)
         clock = Clock()
