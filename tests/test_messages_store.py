@@ -104,6 +104,33 @@ class MessageStoreTests(TestCase):
             [m.content for m in await self.store.since(self.alice.id, [], 0, 10)],
             ["a->b", "b->a"])
 
+    async def test_since_across_many_conversations(self):
+        """
+        Sync reads each conversation on its own, limited, in statements of
+        several conversations: the newest of many conversations come out
+        in id order, cut at the limit.
+        """
+        from chatd.stores import messages
+
+        self.patch(messages, "_SOURCES", 2)
+        await self._setup()
+        dave = await create_user(self.database, "dave")
+        group = await create_group(self.database, self.bob, "g", [self.alice])
+        batch = []
+        for n in range(4):
+            batch += [self._text(self.alice, self.bob, f"b{n}"),
+                      self._text(self.carol, self.alice, f"c{n}"),
+                      self._text(dave, self.alice, f"d{n}"),
+                      NewMessage(self.bob.id, None, GROUP, group.id, 1, f"g{n}"),
+                      self._text(self.bob, self.carol, f"x{n}")]
+        stored = await self.store.insert_batch(batch, 5)
+        found = await self.store.since(self.alice.id, [group.id], 0, 100)
+        expected = [m.content for m in batch if not m.content.startswith("x")]
+        self.assertEqual([m.content for m in found], expected)
+        after = stored[6].id
+        found = await self.store.since(self.alice.id, [group.id], after, 5)
+        self.assertEqual([m.content for m in found], expected[6:11])
+
     async def test_conversation_page(self):
         await self._setup()
         await self.store.insert_batch(

@@ -97,6 +97,36 @@ class MigrationTests(TestCase):
             self.assertEqual(await prepare_database(database), latest_version(ENGINE))
             self.assertEqual(await _schema(database), expected, f"from {start}")
 
+    async def test_participants_backfilled(self):
+        """
+        Schema 6 fills C{user_conversations} from the one-to-one messages
+        stored before it, so sync still finds them.
+        """
+        from chatd.stores.messages import MessageStore
+        from tests.helpers import create_user
+
+        database = empty_database(self)
+        await prepare_database(database, target=5)
+        alice = await create_user(database, "alice")
+        bob = await create_user(database, "bob")
+
+        def old_insert_txn(txn):
+            for sender, recipient, text in [(alice, bob, "hi"), (bob, alice, "yo"),
+                                            (alice, alice, "note")]:
+                low, high = sorted((sender.id, recipient.id))
+                txn.execute(
+                    "INSERT INTO messages (conversation, sender_id, message_type,"
+                    " recipient_id, content_type, content, created_at)"
+                    " VALUES (?, ?, 1, ?, 1, ?, 1)",
+                    (f"d:{low}:{high}", sender.id, recipient.id, text))
+
+        await database.run("old messages", old_insert_txn)
+        await prepare_database(database)
+        found = await MessageStore(database).since(alice.id, [], 0, 10)
+        self.assertEqual([m.content for m in found], ["hi", "yo", "note"])
+        found = await MessageStore(database).since(bob.id, [], 0, 10)
+        self.assertEqual([m.content for m in found], ["hi", "yo"])
+
     async def test_newer_database_refused(self):
         """
         A database whose schema is newer than the code is refused with a

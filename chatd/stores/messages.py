@@ -121,6 +121,9 @@ def _stored_from_row(row):
 
 # Rows (or client id pairs) per statement in a batch insert.
 _CHUNK = 200
+# Conversations per statement in sync (SQLite allows 500 SELECTs in a
+# compound statement).
+_SOURCES = 100
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, (SELECT f.id FROM files f WHERE f.name = ?), ?)"
 
 
@@ -187,41 +190,60 @@ def insert_batch_txn(txn, messages, created_at):
         if results[index] is None:
             first = results[first_copy[(message.sender_id, message.client_msg_id)]]
             results[index] = Stored(first.id, created_at, duplicate=True)
+    _record_participants_txn(txn, [m for _, m in new])
     return results
+
+
+def _record_participants_txn(txn, messages):
+    """
+    Note the users taking part in the one-to-one conversations of
+    C{messages} (for L{since_txn}); each pair is written once ever.
+    """
+    pairs = sorted({(user_id, m.conversation) for m in messages
+                    if m.message_type == ONE_TO_ONE
+                    for user_id in (m.sender_id, m.recipient_id)})
+    if txn.engine.name == "sqlite":
+        ignore = " ON CONFLICT (user_id, conversation) DO NOTHING"
+    else:
+        ignore = " ON DUPLICATE KEY UPDATE user_id = user_id"
+    for start in range(0, len(pairs), _CHUNK):
+        chunk = pairs[start:start + _CHUNK]
+        txn.execute(
+            "INSERT INTO user_conversations (user_id, conversation) VALUES "
+            + ", ".join("(?, ?)" for _ in chunk) + ignore,
+            [value for pair in chunk for value in pair])
 
 
 def since_txn(txn, user_id, group_ids, after_id, limit):
     """
-    The messages C{user_id} may see with an id above C{after_id}: its
-    one-to-one messages (sent or received) and those of C{group_ids}, in id
-    order, at most C{limit}.
+    The messages C{user_id} may see with an id above C{after_id}: those of
+    its one-to-one conversations (sent or received, from
+    C{user_conversations}) and of C{group_ids}, in id order, at most
+    C{limit}.
 
-    Each source is its own index range scan, limited on its own (indexes
-    C{messages_sender}, C{messages_recipient}, C{messages_conversation});
-    the union of those few rows is then ordered and cut.
+    Each conversation is its own range scan of C{messages_conversation},
+    limited on its own, so the cost is bounded by C{limit} per
+    conversation however far behind the user is.
     """
-    sources = [
-        ("SELECT id FROM messages WHERE sender_id = ? AND id > ?"
-         " AND message_type = 1 ORDER BY id LIMIT ?",
-         [user_id, after_id, limit]),
-        ("SELECT id FROM messages WHERE recipient_id = ? AND message_type = 1"
-         " AND id > ? ORDER BY id LIMIT ?",
-         [user_id, after_id, limit]),
-    ]
-    if group_ids:
-        conversations = [f"g:{group_id}" for group_id in sorted(group_ids)]
-        marks = ", ".join("?" for _ in conversations)
-        sources.append(
-            (f"SELECT id FROM messages WHERE conversation IN ({marks})"
-             " AND id > ? ORDER BY id LIMIT ?",
-             conversations + [after_id, limit]))
-    union = " UNION ".join(
-        f"SELECT id FROM ({sql}) AS s{n}" for n, (sql, _) in enumerate(sources))
-    args = [arg for _, source_args in sources for arg in source_args]
+    txn.execute("SELECT conversation FROM user_conversations WHERE user_id = ?",
+                (user_id,))
+    conversations = sorted(row[0] for row in txn.fetchall())
+    conversations += [f"g:{group_id}" for group_id in sorted(group_ids)]
+    ids = []
+    for start in range(0, len(conversations), _SOURCES):
+        chunk = conversations[start:start + _SOURCES]
+        union = " UNION ALL ".join(
+            f"SELECT id FROM (SELECT id FROM messages WHERE conversation = ?"
+            f" AND id > ? ORDER BY id LIMIT ?) AS s{n}" for n in range(len(chunk)))
+        txn.execute(union, [value for conversation in chunk
+                            for value in (conversation, after_id, limit)])
+        ids.extend(int(row[0]) for row in txn.fetchall())
+    ids = sorted(ids)[:limit]
+    if not ids:
+        return []
     txn.execute(
         f"SELECT {_STORED_COLUMNS}{_STORED_FROM}"
-        f" JOIN ({union}) AS wanted ON wanted.id = m.id"
-        " ORDER BY m.id LIMIT ?", args + [limit])
+        f" WHERE m.id IN ({', '.join('?' for _ in ids)}) ORDER BY m.id", ids)
     return [_stored_from_row(row) for row in txn.fetchall()]
 
 
