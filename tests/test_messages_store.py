@@ -131,6 +131,33 @@ class MessageStoreTests(TestCase):
         found = await self.store.since(self.alice.id, [group.id], after, 5)
         self.assertEqual([m.content for m in found], expected[6:11])
 
+    async def test_known_participants_not_written_again(self):
+        """
+        Once a conversation's participants are stored, later batches in it
+        leave C{user_conversations} alone; a store that does not know them
+        (another process) writes them again, without conflict.
+        """
+        await self._setup()
+
+        async def rows():
+            found = await self.database.run("rows", lambda txn: txn.execute(
+                "SELECT user_id, conversation FROM user_conversations").fetchall())
+            return sorted((int(u), c) for u, c in found)
+
+        await self.store.insert_batch([self._text(self.alice, self.bob, "1")], 5)
+        key = conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id)
+        self.assertEqual(await rows(), sorted([(self.alice.id, key), (self.bob.id, key)]))
+        await self.database.run("clear", lambda txn: txn.execute(
+            "DELETE FROM user_conversations"))
+        await self.store.insert_batch([self._text(self.bob, self.alice, "2")], 6)
+        self.assertEqual(await rows(), [])
+        await MessageStore(self.database).insert_batch(
+            [self._text(self.bob, self.alice, "3"), self._text(self.alice, self.bob, "4")], 7)
+        self.assertEqual(await rows(), sorted([(self.alice.id, key), (self.bob.id, key)]))
+        await MessageStore(self.database).insert_batch(
+            [self._text(self.alice, self.bob, "5")], 8)
+        self.assertEqual(len(await rows()), 2)
+
     async def test_conversation_page(self):
         await self._setup()
         await self.store.insert_batch(

@@ -140,12 +140,15 @@ def client_ids_query(pairs):
         f" WHERE {terms}", [value for pair in pairs for value in pair])
 
 
-def insert_batch_txn(txn, messages, created_at):
+def insert_batch_txn(txn, messages, created_at, known_participants=frozenset()):
     """
     Store C{messages} (L{NewMessage}s) at time C{created_at}, in order, in
     the caller's transaction; a message whose sender already stored its
     client message id (earlier, or earlier in this batch) is not stored
     again.
+
+    @param known_participants: (user id, conversation) pairs known to be
+        in C{user_conversations} already.
 
     @return: a L{Stored} for each message, in the same order.
     """
@@ -190,18 +193,26 @@ def insert_batch_txn(txn, messages, created_at):
         if results[index] is None:
             first = results[first_copy[(message.sender_id, message.client_msg_id)]]
             results[index] = Stored(first.id, created_at, duplicate=True)
-    _record_participants_txn(txn, [m for _, m in new])
+    _record_participants_txn(txn, [m for _, m in new], known_participants)
     return results
 
 
-def _record_participants_txn(txn, messages):
+def participants(messages):
+    """
+    The (user id, conversation) pairs of the one-to-one C{messages}.
+    """
+    return {(user_id, m.conversation) for m in messages
+            if m.message_type == ONE_TO_ONE
+            for user_id in (m.sender_id, m.recipient_id)}
+
+
+def _record_participants_txn(txn, messages, known):
     """
     Note the users taking part in the one-to-one conversations of
-    C{messages} (for L{since_txn}); each pair is written once ever.
+    C{messages} (for L{since_txn}), but for the C{known} pairs; each pair
+    is written once ever.
     """
-    pairs = sorted({(user_id, m.conversation) for m in messages
-                    if m.message_type == ONE_TO_ONE
-                    for user_id in (m.sender_id, m.recipient_id)})
+    pairs = sorted(participants(messages) - known)
     if txn.engine.name == "sqlite":
         ignore = " ON CONFLICT (user_id, conversation) DO NOTHING"
     else:
@@ -285,16 +296,31 @@ def count_by_client_id_txn(txn, sender_id, client_msg_id):
 
 
 class MessageStore:
-    def __init__(self, database):
+    """
+    @param known_participants_max: how many (user, conversation) pairs of
+        C{user_conversations} to remember, so that a batch of messages in
+        known conversations writes nothing there (not even a lookup).
+    """
+
+    def __init__(self, database, known_participants_max=20000):
         self._database = database
+        self._known = set()
+        self._known_max = known_participants_max
 
     async def insert_batch(self, messages, created_at):
         """
         Store a batch of L{NewMessage}s in one transaction; see
         L{insert_batch_txn}.
         """
-        return await self._database.run(
-            "insert_messages", insert_batch_txn, list(messages), created_at)
+        messages = list(messages)
+        results = await self._database.run(
+            "insert_messages", insert_batch_txn, messages, created_at,
+            self._known)
+        # Committed: every pair of the batch is stored now.
+        if len(self._known) > self._known_max:
+            self._known.clear()
+        self._known.update(participants(messages))
+        return results
 
     async def since(self, user_id, group_ids, after_id, limit):
         """
