@@ -215,6 +215,16 @@ class Hub(Service):
             self._friends.forget(user_id)
         self._notify(1, connection)
 
+    def shared_user(self, user):
+        """
+        The L{User} object the user's connected devices already share, if
+        it equals C{user}, else C{user}: one copy per user, not per device.
+        """
+        devices = self._connections.get(user.id)
+        if devices and devices[0].user == user:
+            return devices[0].user
+        return user
+
     def connections_of(self, user_id):
         return tuple(self._connections.get(user_id, ()))
 

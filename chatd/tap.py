@@ -120,9 +120,36 @@ def _fail_start(reactor, failure):
     reactor.stop()
 
 
+# glibc's mallopt parameter for the number of malloc arenas.
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(count=2):
+    """
+    Let glibc's malloc keep at most C{count} arenas, unless the environment
+    sets C{MALLOC_ARENA_MAX}. By default each thread that allocates gets an
+    arena of its own and keeps what it freed there: the database and scrypt
+    threads held about 5 MB more after a burst of logins. Call it before
+    threads start; elsewhere than glibc it does nothing.
+
+    @return: True if the limit was set.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        return bool(libc.mallopt(_M_ARENA_MAX, count))
+    except (OSError, AttributeError):
+        return False
+
+
 def makeService(options):
     from twisted.internet import reactor
 
+    limit_malloc_arenas()
     return build_service(
         options.chatd_config, reactor,
         on_start_failure=lambda failure: _fail_start(reactor, failure))

@@ -382,3 +382,20 @@ class SystemdUnitTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(args)
         self.assertEqual(options.chatd_config.server.data_dir, "/var/lib/chatd")
+
+
+class MallocArenaTests(SynchronousTestCase):
+    def test_environment_wins(self):
+        """
+        An operator's MALLOC_ARENA_MAX is left alone.
+        """
+        from chatd.tap import limit_malloc_arenas
+
+        self.patch(os, "environ", {"MALLOC_ARENA_MAX": "8"})
+        self.assertFalse(limit_malloc_arenas())
+
+    def test_set_on_linux(self):
+        from chatd.tap import limit_malloc_arenas
+
+        self.patch(os, "environ", {})
+        self.assertEqual(limit_malloc_arenas(), sys.platform.startswith("linux"))

@@ -771,13 +771,25 @@ class StopWhileHandlingTests(WebSocketTestCase):
 class ConnectionMemoryTests(WebSocketTestCase):
     async def test_handshake_forgotten_once_open(self):
         """
-        An open connection keeps nothing of its opening handshake, and no
-        refusal history until it has a refusal.
+        An open connection keeps nothing of its opening handshake (whose
+        query held the token), no refusal history until it has a refusal,
+        and no copy of the factory's options.
         """
         await self.start()
         alice = await self.connect(self.alice)
         (connection,) = self.service.realtime.hub.connections_of(self.alice.id)
-        self.assertEqual((connection.http_request_data, connection.http_headers,
-                          connection.http_request_params, connection._refusals),
+        state = vars(connection)
+        self.assertEqual((connection.http_request_data, dict(connection.http_headers),
+                          dict(connection.http_request_params), connection._refusals),
                          (None, {}, {}, None))
+        self.assertNotIn("token=", repr(state))
+        self.assertNotIn("maxMessagePayloadSize", state)
+        self.assertLess(len(state), 30, sorted(state))
         await self.assert_alive(alice)
+
+    async def test_devices_share_the_user(self):
+        await self.start()
+        await self.connect(self.alice)
+        await self.connect(self.alice)
+        first, second = self.service.realtime.hub.connections_of(self.alice.id)
+        self.assertIs(first.user, second.user)

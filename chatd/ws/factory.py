@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 
+from chatd.ws.compact import protocol_for_options
 from chatd.ws.framing import server_frame
 from chatd.ws.protocol import ChatServerProtocol
 
@@ -53,6 +54,14 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             autoPingRestartOnAnyTraffic=True,
             failByDrop=False,
         )
+
+    def setProtocolOptions(self, **options):
+        """
+        Autobahn's, and the options go on a protocol class of this
+        factory's instead of on every connection (L{chatd.ws.compact}).
+        """
+        super().setProtocolOptions(**options)
+        self.protocol = protocol_for_options(ChatServerProtocol, self)
 
     def register_frame_handler(self, kind, handler):
         """

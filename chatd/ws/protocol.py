@@ -37,6 +37,7 @@ from zope.interface import implementer
 from chatd.auth.tokens import token_from_headers
 from chatd.errors import ChatError, TooManyRequests, Unauthorized
 from chatd.protocol import frames
+from chatd.ws.compact import CompactConnection
 from chatd.ws.framing import LeanFraming, server_frame
 
 # Close codes chatd uses besides the standard ones (1000 normal, 1001 going
@@ -106,7 +107,7 @@ class OutgoingBuffer:
         return waiter
 
 
-class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
+class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol):
     """
     One client connection. Its factory (L{chatd.ws.factory.ChatWebSocketFactory})
     provides C{hub}, C{messaging}, C{tokens}, C{users}, C{settings}.
@@ -119,15 +120,15 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
     user = None
     connected = False
     _attached = False
-
-    def __init__(self):
-        super().__init__()
-        self._pending = 0
-        self._idle_waiters = []
-        self._refusals = None
-        self._reading_paused = False
-        self._buffer = None
-        self._lost = Deferred()
+    # Per-connection state, on the class while it has its first value (an
+    # idle connection holds as little as it can; see chatd.ws.compact).
+    _pending = 0
+    _idle_waiters = ()
+    _refusals = None
+    _reading_paused = False
+    _buffer = None
+    _gone = False
+    _gone_waiters = ()
 
     # The opening handshake.
 
@@ -192,12 +193,12 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
         raise ConnectionDeny(500, "internal error")
 
     def onOpen(self):
-        self._forget_handshake()
         try:
             self._open()
         except Exception:
             self._log.failure("Opening a WebSocket failed")
             self.dropConnection(abort=True)
+        self.compact()
 
     def _open(self):
         settings = self.factory.settings
@@ -208,6 +209,7 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
         self.transport.unregisterProducer()
         self.transport.registerProducer(self._buffer, True)
         self.connected = True
+        self.user = self.factory.hub.shared_user(self.user)
         # The welcome comes first; frames the Hub's observers send on
         # attach (presence ...) follow it.
         self.send_frame(frames.welcome_frame(self.user.uuid))
@@ -218,17 +220,6 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
             self.sendClose(CLOSE_TOO_MANY_CONNECTIONS, error.message)
             return
         self._attached = True
-
-    def _forget_handshake(self):
-        """
-        Drop what Autobahn kept of the opening handshake (the raw request,
-        its parsed headers and query), about 2 KB a connection that nothing
-        reads once the connection is open.
-        """
-        self.http_request_data = None
-        self.http_headers = {}
-        self.http_request_params = {}
-        self.http_status_line = None
 
     # Frames in.
 
@@ -275,7 +266,7 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
     def _finished(self, _):
         self._pending -= 1
         if not self._pending:
-            waiters, self._idle_waiters = self._idle_waiters, []
+            waiters, self._idle_waiters = self._idle_waiters, ()
             for waiter in waiters:
                 waiter.callback(None)
         if self._reading_paused and self._pending < max(
@@ -384,7 +375,17 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
         if not self._pending:
             return succeed(None)
         waiter = Deferred()
-        self._idle_waiters.append(waiter)
+        self._idle_waiters = (*self._idle_waiters, waiter)
+        return waiter
+
+    def _wait_gone(self):
+        """
+        A Deferred firing once the connection is lost.
+        """
+        if self._gone:
+            return succeed(None)
+        waiter = Deferred()
+        self._gone_waiters = (*self._gone_waiters, waiter)
         return waiter
 
     def close_going_away(self):
@@ -401,7 +402,7 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
                                 isReply=False)
         elif self.transport is not None and self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)
-        return DeferredList([self._lost, self._handled()])
+        return DeferredList([self._wait_gone(), self._handled()])
 
     def _detach(self):
         self.connected = False
@@ -419,5 +420,7 @@ class ChatServerProtocol(LeanFraming, WebSocketServerProtocol):
             super().connectionLost(reason)
         finally:
             self._detach()
-            if not self._lost.called:
-                self._lost.callback(None)
+            self._gone = True
+            waiters, self._gone_waiters = self._gone_waiters, ()
+            for waiter in waiters:
+                waiter.callback(None)
