@@ -23,8 +23,6 @@ C{wait_writable()}, a Deferred that fires once their outgoing buffer has
 room (or they are gone; then C{connected} is false).
 """
 
-import weakref
-
 from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.logger import Logger
 
@@ -89,8 +87,8 @@ class Messaging:
         self._files = files
         self._config = config
         # Each connection with a frame being prepared: a Deferred firing
-        # once that frame is handed to the writer.
-        self._tails = weakref.WeakKeyDictionary()
+        # once that frame is handed to the writer (the entry goes then).
+        self._tails = {}
         self._relay_handler = None
 
     def set_relay_handler(self, handler):

@@ -21,8 +21,9 @@ def conversation_key(message_type, sender_id, recipient_id):
     """
     if message_type == GROUP:
         return f"g:{recipient_id}"
-    low, high = sorted((sender_id, recipient_id))
-    return f"d:{low}:{high}"
+    if sender_id < recipient_id:
+        return f"d:{sender_id}:{recipient_id}"
+    return f"d:{recipient_id}:{sender_id}"
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,14 @@ def insert_batch_txn(txn, messages, created_at, known_participants=frozenset()):
     return results
 
 
+def _insert_and_note_txn(txn, messages, created_at, known_participants):
+    """
+    L{insert_batch_txn}, and the batch's conversation participants.
+    """
+    return (insert_batch_txn(txn, messages, created_at, known_participants),
+            participants(messages))
+
+
 def participants(messages):
     """
     The (user id, conversation) pairs of the one-to-one C{messages}.
@@ -312,14 +321,13 @@ class MessageStore:
         Store a batch of L{NewMessage}s in one transaction; see
         L{insert_batch_txn}.
         """
-        messages = list(messages)
-        results = await self._database.run(
-            "insert_messages", insert_batch_txn, messages, created_at,
-            self._known)
+        results, pairs = await self._database.run(
+            "insert_messages", _insert_and_note_txn, list(messages),
+            created_at, self._known)
         # Committed: every pair of the batch is stored now.
         if len(self._known) > self._known_max:
             self._known.clear()
-        self._known.update(participants(messages))
+        self._known.update(pairs)
         return results
 
     async def since(self, user_id, group_ids, after_id, limit):
