@@ -170,6 +170,28 @@ class MessageStoreTests(TestCase):
         self.assertEqual([m.content for m in older], ["2", "1", "0"])
 
 
+    async def test_ids_name_their_messages(self):
+        """
+        Each message's returned id is the id of its own row, resends in and
+        before the batch included, over several statements' worth of rows.
+        """
+        from chatd.stores import messages
+
+        self.patch(messages, "_CHUNK", 3)
+        await self._setup()
+        [first] = await self.store.insert_batch(
+            [self._text(self.alice, self.bob, "old", "c0")], 5)
+        batch = [self._text(self.alice, self.bob, f"m{n}", f"c{n % 5}")
+                 for n in range(10)]
+        stored = await self.store.insert_batch(batch, 6)
+        page = await self.store.conversation_page(
+            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=100)
+        content_by_id = {m.id: m.content for m in page}
+        self.assertEqual(stored[0].id, first.id)
+        expected = ["old", "m1", "m2", "m3", "m4", "old", "m1", "m2", "m3", "m4"]
+        self.assertEqual([content_by_id[s.id] for s in stored], expected)
+        self.assertEqual([s.duplicate for s in stored], [True] + [False] * 4 + [True] * 5)
+
     async def test_client_id_lookup_uses_the_index(self):
         """
         The resend check of a batch looks each (sender, client id) up in

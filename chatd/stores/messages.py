@@ -174,28 +174,54 @@ def insert_batch_txn(txn, messages, created_at, known_participants=frozenset()):
                 continue
             first_copy[key] = index
         new.append((index, message))
-    for start in range(0, len(new), _CHUNK):
-        chunk = new[start:start + _CHUNK]
-        rows = ", ".join(_ROW for _ in chunk)
-        txn.execute(
-            "INSERT INTO messages (conversation, sender_id, client_msg_id,"
-            " message_type, recipient_id, content_type, content, url, file_id,"
-            f" created_at) VALUES {rows} RETURNING id",
-            [value for _, m in chunk for value in (
-                m.conversation, m.sender_id, m.client_msg_id or None,
-                m.message_type, m.recipient_id, m.content_type, m.content,
-                m.url, m.url or None, created_at)])
-        # One statement numbers its rows in order, whatever order RETURNING
-        # lists them in.
-        ids = sorted(int(row[0]) for row in txn.fetchall())
-        for (index, _), message_id in zip(chunk, ids, strict=True):
-            results[index] = Stored(message_id, created_at)
+    rows = [(m.conversation, m.sender_id, m.client_msg_id or None,
+             m.message_type, m.recipient_id, m.content_type, m.content, m.url,
+             m.url or None, created_at) for _, m in new]
+    ids = (_insert_rows_sqlite_txn(txn, rows) if txn.engine.name == "sqlite"
+           else _insert_rows_txn(txn, rows))
+    for (index, _), message_id in zip(new, ids, strict=True):
+        results[index] = Stored(message_id, created_at)
     for index, message in enumerate(messages):
         if results[index] is None:
             first = results[first_copy[(message.sender_id, message.client_msg_id)]]
             results[index] = Stored(first.id, created_at, duplicate=True)
     _record_participants_txn(txn, [m for _, m in new], known_participants)
     return results
+
+
+_INSERT = (
+    "INSERT INTO messages (conversation, sender_id, client_msg_id,"
+    " message_type, recipient_id, content_type, content, url, file_id,"
+    " created_at) VALUES ")
+
+
+def _insert_rows_sqlite_txn(txn, rows):
+    """
+    Insert message C{rows}; their ids, in order. One statement, prepared
+    once, run per row: SQLite's only writer is this transaction, so the
+    rows get consecutive ids ending at the last one inserted.
+    """
+    if not rows:
+        return []
+    txn.executemany(_INSERT + _ROW, rows)
+    txn.execute("SELECT last_insert_rowid()")
+    last = int(txn.fetchone()[0])
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+def _insert_rows_txn(txn, rows):
+    """
+    Insert message C{rows}; their ids, in order, from multi-row INSERTs.
+    """
+    ids = []
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start:start + _CHUNK]
+        txn.execute(_INSERT + ", ".join(_ROW for _ in chunk) + " RETURNING id",
+                    [value for row in chunk for value in row])
+        # One statement numbers its rows in order, whatever order RETURNING
+        # lists them in.
+        ids.extend(sorted(int(row[0]) for row in txn.fetchall()))
+    return ids
 
 
 def _insert_and_note_txn(txn, messages, created_at, known_participants):
