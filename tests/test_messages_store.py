@@ -192,6 +192,26 @@ class MessageStoreTests(TestCase):
         self.assertEqual([content_by_id[s.id] for s in stored], expected)
         self.assertEqual([s.duplicate for s in stored], [True] + [False] * 4 + [True] * 5)
 
+    async def test_attachment_file_ids(self):
+        """
+        A message whose url names a stored file points to its record; any
+        other url points to none.
+        """
+        from chatd.stores.files import FileRecordStore
+
+        await self._setup()
+        record = await FileRecordStore(self.database).add(
+            "abc.png", self.alice.id, "image/png", 3, "00", 1)
+        stored = await self.store.insert_batch([
+            NewMessage(self.alice.id, None, ONE_TO_ONE, self.bob.id, 3, "", "abc.png"),
+            NewMessage(self.alice.id, None, ONE_TO_ONE, self.bob.id, 3, "", "gone.png"),
+            self._text(self.alice, self.bob, "text")], 5)
+        rows = await self.database.run("file ids", lambda txn: txn.execute(
+            "SELECT id, file_id FROM messages ORDER BY id").fetchall())
+        self.assertEqual([(int(i), None if f is None else int(f)) for i, f in rows],
+                         [(stored[0].id, record.id), (stored[1].id, None),
+                          (stored[2].id, None)])
+
     async def test_client_id_lookup_uses_the_index(self):
         """
         The resend check of a batch looks each (sender, client id) up in

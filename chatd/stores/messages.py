@@ -125,7 +125,7 @@ _CHUNK = 200
 # Conversations per statement in sync (SQLite allows 500 SELECTs in a
 # compound statement).
 _SOURCES = 100
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, (SELECT f.id FROM files f WHERE f.name = ?), ?)"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def client_ids_query(pairs):
@@ -174,9 +174,10 @@ def insert_batch_txn(txn, messages, created_at, known_participants=frozenset()):
                 continue
             first_copy[key] = index
         new.append((index, message))
+    file_ids = _file_ids_txn(txn, [m.url for _, m in new if m.url])
     rows = [(m.conversation, m.sender_id, m.client_msg_id or None,
              m.message_type, m.recipient_id, m.content_type, m.content, m.url,
-             m.url or None, created_at) for _, m in new]
+             file_ids.get(m.url), created_at) for _, m in new]
     ids = (_insert_rows_sqlite_txn(txn, rows) if txn.engine.name == "sqlite"
            else _insert_rows_txn(txn, rows))
     for (index, _), message_id in zip(new, ids, strict=True):
@@ -193,6 +194,21 @@ _INSERT = (
     "INSERT INTO messages (conversation, sender_id, client_msg_id,"
     " message_type, recipient_id, content_type, content, url, file_id,"
     " created_at) VALUES ")
+
+
+def _file_ids_txn(txn, names):
+    """
+    The ids of the stored files named C{names}, by name (a message's
+    C{file_id}; a name that is no stored file has none).
+    """
+    names = sorted(set(names))
+    found = {}
+    for start in range(0, len(names), _CHUNK):
+        chunk = names[start:start + _CHUNK]
+        txn.execute("SELECT name, id FROM files WHERE name IN ("
+                    + ", ".join("?" for _ in chunk) + ")", chunk)
+        found.update((name, int(file_id)) for name, file_id in txn.fetchall())
+    return found
 
 
 def _insert_rows_sqlite_txn(txn, rows):
