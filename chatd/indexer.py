@@ -28,7 +28,7 @@ class SearchIndexer(Service):
     @param batch: messages per transaction; C{rounds}: transactions per run.
     """
 
-    def __init__(self, store, clock, interval, batch=100, rounds=40):
+    def __init__(self, store, clock, interval, batch=100, rounds=200):
         self._store = store
         self._clock = clock
         self._interval = interval
