@@ -212,6 +212,36 @@ class MessageStoreTests(TestCase):
                          [(stored[0].id, record.id), (stored[1].id, None),
                           (stored[2].id, None)])
 
+    async def test_page_reads_only_its_rows(self):
+        """
+        A history page reads its own rows from the conversation's index, not
+        the whole conversation (MariaDB sorted every row of it when the page
+        was cut in the same statement as the joins).
+        """
+        from chatd.stores.messages import conversation_after_txn, conversation_page_txn
+
+        await self._setup()
+        await self.store.insert_batch(
+            [self._text(self.alice, self.bob, str(n)) for n in range(300)], 5)
+        key = conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id)
+
+        def reads_txn(txn, page, *args):
+            if txn.engine.name == "sqlite":
+                rows = page(txn, key, *args)
+                return rows, 0
+            txn.execute("FLUSH STATUS")
+            rows = page(txn, key, *args)
+            txn.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
+            return rows, sum(int(value) for _, value in txn.fetchall())
+
+        for page, args, expected in [
+                (conversation_page_txn, (None, 5), ["299", "298", "297", "296", "295"]),
+                (conversation_page_txn, (None, 3), ["299", "298", "297"]),
+                (conversation_after_txn, (0, 2), ["0", "1"])]:
+            rows, reads = await self.database.run("page", reads_txn, page, *args)
+            self.assertEqual([m.content for m in rows], expected)
+            self.assertLess(reads, 100, page.__name__)
+
     async def test_client_id_lookup_uses_the_index(self):
         """
         The resend check of a batch looks each (sender, client id) up in

@@ -317,16 +317,12 @@ def conversation_page_txn(txn, conversation, before_id, limit):
     C{before_id} (None: the newest), newest first.
     """
     if before_id is None:
-        txn.execute(
-            f"SELECT {_STORED_COLUMNS}{_STORED_FROM}"
-            " WHERE m.conversation = ? ORDER BY m.id DESC LIMIT ?",
-            (conversation, limit))
+        page = ("SELECT id FROM messages WHERE conversation = ?"
+                " ORDER BY id DESC LIMIT ?", [conversation, limit])
     else:
-        txn.execute(
-            f"SELECT {_STORED_COLUMNS}{_STORED_FROM}"
-            " WHERE m.conversation = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
-            (conversation, before_id, limit))
-    return [_stored_from_row(row) for row in txn.fetchall()]
+        page = ("SELECT id FROM messages WHERE conversation = ? AND id < ?"
+                " ORDER BY id DESC LIMIT ?", [conversation, before_id, limit])
+    return _stored_page_txn(txn, page, "DESC")
 
 
 def conversation_after_txn(txn, conversation, after_id, limit):
@@ -334,10 +330,23 @@ def conversation_after_txn(txn, conversation, after_id, limit):
     Up to C{limit} messages of one conversation with an id above
     C{after_id}, oldest first.
     """
+    return _stored_page_txn(
+        txn, ("SELECT id FROM messages WHERE conversation = ? AND id > ?"
+              " ORDER BY id LIMIT ?", [conversation, after_id, limit]), "")
+
+
+def _stored_page_txn(txn, page, order):
+    """
+    The L{StoredMessage}s whose ids C{page} (SQL and arguments) selects.
+
+    The page is cut first, from the index alone, and only its rows are
+    joined: with the joins in the same statement MariaDB read the whole
+    conversation to sort it, whatever the LIMIT.
+    """
+    sql, args = page
     txn.execute(
         f"SELECT {_STORED_COLUMNS}{_STORED_FROM}"
-        " WHERE m.conversation = ? AND m.id > ? ORDER BY m.id LIMIT ?",
-        (conversation, after_id, limit))
+        f" JOIN ({sql}) AS page ON page.id = m.id ORDER BY m.id {order}", args)
     return [_stored_from_row(row) for row in txn.fetchall()]
 
 
