@@ -9,6 +9,7 @@ is what makes resends idempotent.
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 ONE_TO_ONE = 1
 GROUP = 2
@@ -26,10 +27,10 @@ def conversation_key(message_type, sender_id, recipient_id):
     return f"d:{recipient_id}:{sender_id}"
 
 
-@dataclass(frozen=True)
-class NewMessage:
+class NewMessage(NamedTuple):
     """
-    A message to store; the server assigns its id and time.
+    A message to store; the server assigns its id and time. (Tuples, as
+    L{Stored}: one of each is made per message on the hot path.)
 
     @ivar client_msg_id: the sender's id for it, or None.
     @ivar recipient_id: a user id (one-to-one) or a group id (group).
@@ -49,8 +50,7 @@ class NewMessage:
                                 self.recipient_id)
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """
     Where a L{NewMessage} ended up.
 

@@ -252,9 +252,8 @@ class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol
                 return
             handler = getattr(self, name)(frame)
         self._started()
-        d = ensureDeferred(handler)
-        d.addErrback(self._failed, frame)
-        d.addBoth(self._finished)
+        ensureDeferred(handler).addCallbacks(
+            self._finished, self._failed, errbackArgs=(frame,))
 
     def _started(self):
         self._pending += 1
@@ -276,6 +275,12 @@ class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol
                 self.transport.resumeProducing()
 
     def _failed(self, failure, frame):
+        try:
+            self._refuse_failed(failure, frame)
+        finally:
+            self._finished(None)
+
+    def _refuse_failed(self, failure, frame):
         error = failure.value
         if not isinstance(error, ChatError):
             self._log.failure("Handling a {kind!r} frame from {user} failed",
