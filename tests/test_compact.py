@@ -5,10 +5,9 @@ and still behaves as Autobahn's.
 
 import struct
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
 from chatd.ws.compact import (
@@ -17,7 +16,12 @@ from chatd.ws.compact import (
     CompactConnection,
     protocol_for_options,
 )
-from tests.test_framing import client_frame, parse_server_frames
+from tests.test_framing import (
+    client_frame,
+    open_connection,
+    parse_server_frames,
+    server_factory,
+)
 
 
 class Compacted(CompactConnection, WebSocketServerProtocol):
@@ -34,21 +38,10 @@ class Compacted(CompactConnection, WebSocketServerProtocol):
 
 class CompactTests(TestCase):
     def setUp(self):
-        self.factory = WebSocketServerFactory("ws://localhost:9000")
-        self.factory.setProtocolOptions(maxFramePayloadSize=1000, failByDrop=False,
-                                        openHandshakeTimeout=0,
-                                        closeHandshakeTimeout=0)
+        self.factory = server_factory(maxFramePayloadSize=1000)
         self.factory.protocol = protocol_for_options(Compacted, self.factory)
-        self.protocol = self.factory.buildProtocol(None)
-        self.transport = StringTransport()
-        self.protocol.makeConnection(self.transport)
-        self.protocol.dataReceived(
-            b"GET /socket.io?token=secret-token HTTP/1.1\r\nHost: localhost:9000\r\n"
-            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n")
-        self.assertIn(b" 101 ", self.transport.value())
-        self.transport.clear()
+        self.protocol, self.transport = open_connection(
+            self, self.factory, "/socket.io?token=secret-token")
 
     def test_options_on_the_class(self):
         """

@@ -47,6 +47,34 @@ def parse_server_frames(data):
     return frames
 
 
+def server_factory(**options):
+    """
+    A server factory with no timers (they would outlive a test) that fails
+    connections with a close frame rather than a drop.
+    """
+    factory = WebSocketServerFactory("ws://localhost:9000")
+    factory.setProtocolOptions(failByDrop=False, openHandshakeTimeout=0,
+                               closeHandshakeTimeout=0, **options)
+    return factory
+
+
+def open_connection(testcase, factory, path="/"):
+    """
+    A protocol of C{factory} on a C{StringTransport}, past its opening
+    handshake: C{(protocol, transport)}, the transport emptied.
+    """
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(
+        f"GET {path} HTTP/1.1\r\nHost: localhost:9000\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    testcase.assertIn(b" 101 ", transport.value())
+    transport.clear()
+    return protocol, transport
+
+
 class Recorder(LeanFraming, WebSocketServerProtocol):
     def __init__(self):
         super().__init__()
@@ -77,7 +105,7 @@ class ServerFrameTests(SynchronousTestCase):
         """
         Each of the three length forms, as Autobahn frames them.
         """
-        factory = WebSocketServerFactory()
+        factory = server_factory()
         for n in (0, 125, 126, 65535, 65536):
             payload = os.urandom(n)
             self.assertEqual(
@@ -87,22 +115,10 @@ class ServerFrameTests(SynchronousTestCase):
 
 class LeanFramingTests(SynchronousTestCase):
     def setUp(self):
-        self.factory = WebSocketServerFactory("ws://localhost:9000")
+        self.factory = server_factory(maxFramePayloadSize=70000,
+                                    maxMessagePayloadSize=70000)
         self.factory.protocol = Recorder
-        self.factory.setProtocolOptions(maxFramePayloadSize=70000,
-                                        maxMessagePayloadSize=70000,
-                                        failByDrop=False,
-                                        openHandshakeTimeout=0,
-                                        closeHandshakeTimeout=0)
-        self.protocol = self.factory.buildProtocol(None)
-        self.transport = StringTransport()
-        self.protocol.makeConnection(self.transport)
-        self.protocol.dataReceived(
-            b"GET / HTTP/1.1\r\nHost: localhost:9000\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n")
-        self.assertIn(b" 101 ", self.transport.value())
-        self.transport.clear()
+        self.protocol, self.transport = open_connection(self, self.factory)
 
     def test_several_frames_in_one_read(self):
         """
