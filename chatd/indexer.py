@@ -41,6 +41,7 @@ class SearchIndexer(Service):
 
     def startService(self):
         super().startService()
+        self._stopping = False
         if self._interval > 0:
             self._loop = LoopingCall(self.run_once)
             self._loop.clock = self._clock

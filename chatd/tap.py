@@ -137,11 +137,10 @@ def limit_malloc_arenas(count=2):
     if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
         return False
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        return bool(libc.mallopt(_M_ARENA_MAX, count))
+        # The running process's own symbols: glibc's mallopt, if any.
+        return bool(ctypes.CDLL(None).mallopt(_M_ARENA_MAX, count))
     except (OSError, AttributeError):
         return False
 

@@ -79,6 +79,21 @@ class SearchIndexerTests(TestCase):
         self.assertEqual(indexer.last_count, 5)
         self.assertEqual(await self._pending(), 7)
 
+    async def test_restart(self):
+        """
+        A stopped indexer started again indexes again.
+        """
+        await self._setup(3)
+        clock = Clock()
+        indexer = SearchIndexer(self.store, clock, 1.0)
+        indexer.startService()
+        await indexer.stopService()
+        indexer.startService()
+        self.addCleanup(indexer.stopService)
+        clock.advance(1.0)
+        await indexer._current
+        self.assertEqual(indexer.last_count, 3)
+
     async def test_stop_waits_for_the_run(self):
         await self._setup(3)
         clock = Clock()

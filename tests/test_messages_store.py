@@ -131,6 +131,21 @@ class MessageStoreTests(TestCase):
         found = await self.store.since(self.alice.id, [group.id], after, 5)
         self.assertEqual([m.content for m in found], expected[6:11])
 
+    async def test_resend_to_another_conversation(self):
+        """
+        A client id reused towards someone else is a resend (not stored),
+        yet that conversation's later messages still reach its recipient's
+        sync.
+        """
+        await self._setup()
+        await self.store.insert_batch([self._text(self.alice, self.bob, "hi bob", "x")], 5)
+        [again] = await self.store.insert_batch(
+            [self._text(self.alice, self.carol, "hi bob", "x")], 6)
+        self.assertTrue(again.duplicate)
+        await self.store.insert_batch([self._text(self.alice, self.carol, "hello carol", "y")], 7)
+        found = await self.store.since(self.carol.id, [], 0, 10)
+        self.assertEqual([m.content for m in found], ["hello carol"])
+
     async def test_known_participants_not_written_again(self):
         """
         Once a conversation's participants are stored, later batches in it
@@ -205,12 +220,15 @@ class MessageStoreTests(TestCase):
         stored = await self.store.insert_batch([
             NewMessage(self.alice.id, None, ONE_TO_ONE, self.bob.id, 3, "", "abc.png"),
             NewMessage(self.alice.id, None, ONE_TO_ONE, self.bob.id, 3, "", "gone.png"),
-            self._text(self.alice, self.bob, "text")], 5)
+            self._text(self.alice, self.bob, "text"),
+            NewMessage(self.alice.id, None, ONE_TO_ONE, self.bob.id, 3, "", "ABC.png")], 5)
         rows = await self.database.run("file ids", lambda txn: txn.execute(
             "SELECT id, file_id FROM messages ORDER BY id").fetchall())
+        # As the engine's comparison of names has it (MySQL ignores case).
+        other_case = None if self.database.engine.name == "sqlite" else record.id
         self.assertEqual([(int(i), None if f is None else int(f)) for i, f in rows],
                          [(stored[0].id, record.id), (stored[1].id, None),
-                          (stored[2].id, None)])
+                          (stored[2].id, None), (stored[3].id, other_case)])
 
     async def test_page_reads_only_its_rows(self):
         """

@@ -370,6 +370,25 @@ class RefusalTests(WebSocketTestCase):
         self.assertTrue(error.content)
         return error
 
+    async def test_handler_bug_is_an_error_frame(self):
+        """
+        A bug that raises at once in the message path (not a refusal) is
+        logged and answered with an "internal" error frame; the connection
+        stays open.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        messaging = self.service.realtime.messaging
+
+        def broken(connection, frame):
+            raise RuntimeError("a bug")
+
+        self.patch(messaging, "_prepare_cached", broken)
+        await self._refused(alice, "internal", to=self.bob.uuid, contentType=1,
+                            messageType=1, content="hi", clientMsgId="bug-1")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        await self.assert_alive(alice)
+
     async def test_spoofed_from(self):
         await self.start()
         alice = await self.connect(self.alice)

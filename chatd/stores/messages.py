@@ -143,15 +143,16 @@ def client_ids_query(pairs):
         f" WHERE {terms}", [value for pair in pairs for value in pair])
 
 
-def insert_batch_txn(txn, messages, created_at, known_participants=frozenset()):
+def insert_batch_txn(txn, messages, created_at, new_participants=None):
     """
     Store C{messages} (L{NewMessage}s) at time C{created_at}, in order, in
     the caller's transaction; a message whose sender already stored its
     client message id (earlier, or earlier in this batch) is not stored
     again.
 
-    @param known_participants: (user id, conversation) pairs known to be
-        in C{user_conversations} already.
+    @param new_participants: the (user id, conversation) pairs to make sure
+        of in C{user_conversations}; None: all of the batch's
+        (L{participants}).
 
     @return: a L{Stored} for each message, in the same order.
     """
@@ -177,9 +178,10 @@ def insert_batch_txn(txn, messages, created_at, known_participants=frozenset()):
             first_copy[key] = index
         new.append((index, message))
     file_ids = _file_ids_txn(txn, [m.url for _, m in new if m.url])
+    key = _file_key(txn)
     rows = [(m.conversation, m.sender_id, m.client_msg_id or None,
              m.message_type, m.recipient_id, m.content_type, m.content, m.url,
-             file_ids.get(m.url), created_at) for _, m in new]
+             file_ids.get(key(m.url)), created_at) for _, m in new]
     ids = (_insert_rows_sqlite_txn(txn, rows) if txn.engine.name == "sqlite"
            else _insert_rows_txn(txn, rows))
     for (index, _), message_id in zip(new, ids, strict=True):
@@ -188,7 +190,9 @@ def insert_batch_txn(txn, messages, created_at, known_participants=frozenset()):
         if results[index] is None:
             first = results[first_copy[(message.sender_id, message.client_msg_id)]]
             results[index] = Stored(first.id, created_at, duplicate=True)
-    _record_participants_txn(txn, [m for _, m in new], known_participants)
+    if new_participants is None:
+        new_participants = participants(messages)
+    _record_participants_txn(txn, sorted(new_participants))
     return results
 
 
@@ -200,17 +204,28 @@ _INSERT = (
 
 def _file_ids_txn(txn, names):
     """
-    The ids of the stored files named C{names}, by name (a message's
-    C{file_id}; a name that is no stored file has none).
+    The ids of the stored files named C{names}, by L{_file_key} of the name
+    (a message's C{file_id}; a name that is no stored file has none).
     """
     names = sorted(set(names))
+    key = _file_key(txn)
     found = {}
     for start in range(0, len(names), _CHUNK):
         chunk = names[start:start + _CHUNK]
         txn.execute("SELECT name, id FROM files WHERE name IN ("
                     + ", ".join("?" for _ in chunk) + ")", chunk)
-        found.update((name, int(file_id)) for name, file_id in txn.fetchall())
+        found.update((key(name), int(file_id)) for name, file_id in txn.fetchall())
     return found
+
+
+def _file_key(txn):
+    """
+    A file name as the engine compares it: exactly on SQLite; on MySQL
+    without case or trailing spaces (C{files.name}'s collation).
+    """
+    if txn.engine.name == "sqlite":
+        return str
+    return lambda name: name.rstrip(" ").lower()
 
 
 def _insert_rows_sqlite_txn(txn, rows):
@@ -242,14 +257,6 @@ def _insert_rows_txn(txn, rows):
     return ids
 
 
-def _insert_and_note_txn(txn, messages, created_at, known_participants):
-    """
-    L{insert_batch_txn}, and the batch's conversation participants.
-    """
-    return (insert_batch_txn(txn, messages, created_at, known_participants),
-            participants(messages))
-
-
 def participants(messages):
     """
     The (user id, conversation) pairs of the one-to-one C{messages}.
@@ -259,13 +266,13 @@ def participants(messages):
             for user_id in (m.sender_id, m.recipient_id)}
 
 
-def _record_participants_txn(txn, messages, known):
+def _record_participants_txn(txn, pairs):
     """
-    Note the users taking part in the one-to-one conversations of
-    C{messages} (for L{since_txn}), but for the C{known} pairs; each pair
-    is written once ever.
+    Note that users take part in one-to-one conversations (for
+    L{since_txn}): C{pairs} of (user id, conversation), each written once
+    ever. A pair whose message turned out to be a resend is noted all the
+    same: its conversation is only read for nothing.
     """
-    pairs = sorted(participants(messages) - known)
     if txn.engine.name == "sqlite":
         ignore = " ON CONFLICT (user_id, conversation) DO NOTHING"
     else:
@@ -286,8 +293,11 @@ def since_txn(txn, user_id, group_ids, after_id, limit):
     C{limit}.
 
     Each conversation is its own range scan of C{messages_conversation},
-    limited on its own, so the cost is bounded by C{limit} per
-    conversation however far behind the user is.
+    limited on its own, in statements of C{_SOURCES} conversations; once
+    C{limit} ids are in hand, later statements only look below the highest
+    of them. So however far behind the user is, a call reads at most
+    C{limit} ids per conversation of the first statement and C{limit} per
+    later statement, plus one index seek per conversation.
     """
     txn.execute("SELECT conversation FROM user_conversations WHERE user_id = ?",
                 (user_id,))
@@ -296,13 +306,15 @@ def since_txn(txn, user_id, group_ids, after_id, limit):
     ids = []
     for start in range(0, len(conversations), _SOURCES):
         chunk = conversations[start:start + _SOURCES]
+        below = " AND id < ?" if len(ids) == limit else ""
+        bound = [ids[-1]] if below else []
         union = " UNION ALL ".join(
             f"SELECT id FROM (SELECT id FROM messages WHERE conversation = ?"
-            f" AND id > ? ORDER BY id LIMIT ?) AS s{n}" for n in range(len(chunk)))
+            f" AND id > ?{below} ORDER BY id LIMIT ?) AS s{n}"
+            for n in range(len(chunk)))
         txn.execute(union, [value for conversation in chunk
-                            for value in (conversation, after_id, limit)])
-        ids.extend(int(row[0]) for row in txn.fetchall())
-    ids = sorted(ids)[:limit]
+                            for value in (conversation, after_id, *bound, limit)])
+        ids = sorted(ids + [int(row[0]) for row in txn.fetchall()])[:limit]
     if not ids:
         return []
     txn.execute(
@@ -374,9 +386,10 @@ class MessageStore:
         Store a batch of L{NewMessage}s in one transaction; see
         L{insert_batch_txn}.
         """
-        results, pairs = await self._database.run(
-            "insert_messages", _insert_and_note_txn, list(messages),
-            created_at, self._known)
+        messages = list(messages)
+        pairs = participants(messages) - self._known
+        results = await self._database.run(
+            "insert_messages", insert_batch_txn, messages, created_at, pairs)
         # Committed: every pair of the batch is stored now.
         if len(self._known) > self._known_max:
             self._known.clear()

@@ -59,9 +59,14 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         """
         Autobahn's, and the options go on a protocol class of this
         factory's instead of on every connection (L{chatd.ws.compact}).
+        Set options only through this method (or L{resetProtocolOptions}).
         """
         super().setProtocolOptions(**options)
-        self.protocol = protocol_for_options(ChatServerProtocol, self)
+        self.protocol = protocol_for_options(type(self).protocol, self)
+
+    def resetProtocolOptions(self):
+        super().resetProtocolOptions()
+        self.protocol = protocol_for_options(type(self).protocol, self)
 
     def register_frame_handler(self, kind, handler):
         """

@@ -29,7 +29,7 @@ import collections
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -240,20 +240,23 @@ class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol
         except ChatError as error:
             self._send_error(error, frame.clientMsgId)
             return
-        extra = self.factory.frame_handlers.get(frame.type)
-        if extra is not None:
-            handler = extra(self, frame)
-        else:
+        handler = self.factory.frame_handlers.get(frame.type)
+        if handler is None:
             name = _HANDLERS.get(frame.type)
             if name is None:
                 self._send_error(frames.refuse(
                     ChatError, f"unknown frame type {frame.type!r}",
                     "unknown_type"), frame.clientMsgId)
                 return
-            handler = getattr(self, name)(frame)
+            handler = getattr(type(self), name)
         self._started()
-        ensureDeferred(handler).addCallbacks(
-            self._finished, self._failed, errbackArgs=(frame,))
+        try:
+            # A coroutine, or (for messages) a Deferred; what a handler
+            # raises at once is refused like what it fails with later.
+            handling = ensureDeferred(handler(self, frame))
+        except Exception:
+            handling = fail()
+        handling.addCallbacks(self._finished, self._failed, errbackArgs=(frame,))
 
     def _started(self):
         self._pending += 1
