@@ -55,10 +55,15 @@ class Run:
     def __init__(self, args, kind):
         self.args = args
         self.kind = kind
+        cprofile = None
+        if args.cprofile and kind != "baseline":
+            os.makedirs(args.cprofile, exist_ok=True)
+            cprofile = os.path.join(
+                args.cprofile, f"{args.scenario}-{kind}-{time.time_ns()}.pstats")
         self.server = Server(kind, cpu=args.server_cpu,
                              mysql_url=args.mysql_url,
                              scrypt_log2_n=15 if args.scenario == "rest" else 10,
-                             settings=args.settings)
+                             settings=args.settings, cprofile=cprofile)
 
     def accounts(self, prefix, count):
         if self.kind == "baseline":
@@ -119,9 +124,12 @@ class Run:
     def run(self):
         self.server.start()
         try:
-            return self._measure()
+            result = self._measure()
         finally:
             self.server.stop()
+        if self.server.cprofile:
+            result["cprofile"] = self.server.cprofile
+        return result
 
     def _measure(self):
         a = self.args
@@ -306,6 +314,10 @@ def parse_args(argv):
     parser.add_argument("--json", action="store_true", help="print JSON only")
     parser.add_argument("--profile", metavar="DIR",
                         help="sample the server with py-spy into DIR and summarise")
+    parser.add_argument("--cprofile", metavar="DIR",
+                        help="run chatd's event loop under cProfile, statistics into"
+                        " DIR, and summarise (it slows the server: its figures are"
+                        " not the run's)")
     args = parser.parse_args(argv)
     args.client_cpus = [int(c) for c in args.client_cpus.split(",") if c != ""]
     try:
@@ -339,6 +351,9 @@ def main(argv=None):
             own, inclusive = profile.summarise(results[-1]["profile"])
             report["servers"][kind]["profile_self"] = own
             report["servers"][kind]["profile_inclusive"] = inclusive
+        if results[-1].get("cprofile"):
+            report["servers"][kind]["cprofile_self"] = profile.summarise_cprofile(
+                results[-1]["cprofile"])
     _add_ratios(report)
     print(json.dumps(report, indent=2))
 

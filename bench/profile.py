@@ -65,3 +65,18 @@ def _short(frame):
     name, _, where = frame.partition(" (")
     module = where.rsplit("/", 1)[-1].split(":", 1)[0]
     return f"{name} ({module})" if module else name
+
+
+def summarise_cprofile(path, top=15):
+    """
+    The functions of a cProfile statistics file with the most time of
+    their own: C{(percent of all, function)}, most first.
+    """
+    import pstats
+
+    stats = pstats.Stats(path).stats
+    total = sum(entry[2] for entry in stats.values()) or 1
+    ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)
+    return [(round(100 * entry[2] / total, 1),
+             f"{name} ({filename.rsplit('/', 1)[-1]})" if filename != "~" else name)
+            for (filename, _, name), entry in ranked[:top]]

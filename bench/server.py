@@ -90,8 +90,13 @@ class Server:
     """
 
     def __init__(self, kind, cpu=None, mysql_url="mysql://root@127.0.0.1:3306/chatd_bench",
-                 scrypt_log2_n=10, settings=()):
+                 scrypt_log2_n=10, settings=(), cprofile=None):
+        """
+        @param cprofile: for chatd, a file twistd writes cProfile statistics
+            of the event-loop thread to when the server stops.
+        """
         self.kind = kind
+        self.cprofile = cprofile
         self.cpu = cpu
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -117,7 +122,9 @@ class Server:
                 settings.setdefault(section, {})[key] = value
             f.write(_toml(settings))
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        return [twistd, "--nodaemon", "--pidfile=", "--logfile",
+        profiling = ([f"--profile={self.cprofile}", "--profiler=cprofile", "--savestats"]
+                     if self.cprofile else [])
+        return [twistd, "--nodaemon", "--pidfile=", *profiling, "--logfile",
                 os.path.join(self.directory, "chatd.log"), "chatd", "--config", config]
 
     def start(self, timeout=60):

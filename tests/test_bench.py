@@ -99,6 +99,34 @@ class ProfileSummaryTests(SynchronousTestCase):
         self.assertNotIn("run (base.py)", [name for _, name in inclusive])
 
 
+class CProfileSummaryTests(SynchronousTestCase):
+    def test_summarise_cprofile(self):
+        import cProfile
+
+        def busy():
+            return sum(i * i for i in range(20000))
+
+        profiler = cProfile.Profile()
+        profiler.runcall(busy)
+        path = self.mktemp()
+        profiler.dump_stats(path)
+        summary = profile.summarise_cprofile(path, top=3)
+        self.assertEqual(len(summary), 3)
+        self.assertTrue(all(0 <= percent <= 100 for percent, _ in summary))
+        self.assertEqual([p for p, _ in summary], sorted((p for p, _ in summary), reverse=True))
+        self.assertTrue(any("test_bench.py" in name for _, name in summary), summary)
+
+    def test_twistd_profiles_chatd_only(self):
+        from bench.server import Server
+
+        server = Server("sqlite", cprofile="/tmp/x.pstats")
+        self.addCleanup(server.stop)
+        self.assertIn("--profile=/tmp/x.pstats", server._command())
+        baseline = Server("baseline", cprofile="/tmp/x.pstats")
+        self.addCleanup(baseline.stop)
+        self.assertNotIn("--profile=/tmp/x.pstats", baseline._command())
+
+
 class SettingsTests(SynchronousTestCase):
     def test_parse_setting(self):
         from bench.server import parse_setting
