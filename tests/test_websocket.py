@@ -343,6 +343,35 @@ class AttachmentTests(WebSocketTestCase):
         self.assertEqual([m.client_msg_id for m in stored],
                          [f"o-{n}" for n in range(5)])
 
+    async def test_large_and_fragmented_frames(self):
+        """
+        Frames the lean path leaves to Autobahn (one over 64 KiB, a message
+        in fragments, a ping between) are handled as before, in order with
+        the small ones around them.
+        """
+        from chatd.protocol.frames import Message
+
+        await self.start()
+        alice = await self.connect(self.alice)
+        bob = await self.connect(self.bob)
+        big = PNG + b"\x00" * 100000
+        alice.send(to=self.bob.uuid, contentType=1, messageType=1,
+                   content="before", clientMsgId="l-0")
+        alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=big,
+                   clientMsgId="l-1")
+        alice.sendMessage(Message(to=self.bob.uuid, contentType=1, messageType=1,
+                                  content="in pieces", clientMsgId="l-2")
+                          .SerializeToString(), isBinary=True, fragmentSize=7)
+        alice.sendPing(b"between")
+        alice.send(to=self.bob.uuid, contentType=1, messageType=1,
+                   content="after", clientMsgId="l-3")
+        got = [await bob.next_of("") for _ in range(4)]
+        self.assertEqual([m.clientMsgId for m in got], ["l-0", "l-1", "l-2", "l-3"])
+        self.assertEqual([m.content for m in got], ["before", "", "in pieces", "after"])
+        _, path = await self.service.parts.files.find(got[1].url)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), big)
+
     async def test_file_bytes_sniffed(self):
         """
         contentType 3 with bytes: the type comes from the bytes, not the
