@@ -78,7 +78,7 @@ class AddressingTests(TestCase):
             except (Forbidden, NotFound) as error:
                 outcomes.append(error.frame_code)
         if outcomes[0] is None:
-            self.assertIn(to, ("ux",))
+            self.assertEqual(to, "ux")
         else:
             self.assertEqual(outcomes[0], outcomes[1])
         return outcomes[1]

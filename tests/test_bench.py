@@ -3,6 +3,7 @@ Tests for the benchmark tool's own logic: the lean WebSocket client's
 framing, loss accounting, and the profile summary.
 """
 
+import os
 import struct
 
 from twisted.internet.testing import StringTransport
@@ -125,6 +126,22 @@ class CProfileSummaryTests(SynchronousTestCase):
         baseline = Server("baseline", cprofile="/tmp/x.pstats")
         self.addCleanup(baseline.stop)
         self.assertNotIn("--profile=/tmp/x.pstats", baseline._command())
+
+
+class CpuTests(SynchronousTestCase):
+    def test_event_loop_thread_within_the_process(self):
+        """
+        The main thread's CPU time (the server's event loop) is read from
+        its own /proc entry and is part of the whole process's.
+        """
+        from bench.server import process_cpu_seconds
+
+        pid = os.getpid()
+        sum(i * i for i in range(300000))
+        loop = process_cpu_seconds(pid, f"/proc/{pid}/task/{pid}/stat")
+        whole = process_cpu_seconds(pid)
+        self.assertGreater(loop, 0)
+        self.assertLessEqual(loop, whole)
 
 
 class SettingsTests(SynchronousTestCase):

@@ -123,16 +123,16 @@ class Messaging:
             return ensureDeferred(self.relay(connection, frame))
         if not frame.to:
             return ensureDeferred(self.broadcast(connection, frame))
-        if connection not in self._tails:
-            # Nothing of this connection's is being prepared: a text
-            # message whose routing facts are cached is stored at once.
-            try:
-                self.check_sender(connection, frame)
-                prepared = self._prepare_cached(connection, frame)
-            except ChatError as error:
-                return fail(error)
-            if prepared is not None:
-                return self._store(connection, frame, prepared)
+        try:
+            self.check_sender(connection, frame)
+            # Nothing of this connection's being prepared: a text message
+            # whose routing facts are cached is stored at once.
+            prepared = (None if connection in self._tails
+                        else self._prepare_cached(connection, frame))
+        except ChatError as error:
+            return fail(error)
+        if prepared is not None:
+            return self._store(connection, frame, prepared)
         return Deferred.fromCoroutine(self._send_in_order(connection, frame))
 
     async def _send_in_order(self, connection, frame):
@@ -141,7 +141,6 @@ class Messaging:
         before it can be stored: later frames of the connection wait for
         it to be handed to the writer.
         """
-        self.check_sender(connection, frame)
         previous = self._tails.get(connection)
         mine = Deferred()
         self._tails[connection] = mine

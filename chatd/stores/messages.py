@@ -143,16 +143,15 @@ def client_ids_query(pairs):
         f" WHERE {terms}", [value for pair in pairs for value in pair])
 
 
-def insert_batch_txn(txn, messages, created_at, new_participants=None):
+def insert_batch_txn(txn, messages, created_at, new_participants):
     """
     Store C{messages} (L{NewMessage}s) at time C{created_at}, in order, in
     the caller's transaction; a message whose sender already stored its
     client message id (earlier, or earlier in this batch) is not stored
     again.
 
-    @param new_participants: the (user id, conversation) pairs to make sure
-        of in C{user_conversations}; None: all of the batch's
-        (L{participants}).
+    @param new_participants: the (user id, conversation) pairs of the
+        batch (L{participants}) to make sure of in C{user_conversations}.
 
     @return: a L{Stored} for each message, in the same order.
     """
@@ -178,10 +177,9 @@ def insert_batch_txn(txn, messages, created_at, new_participants=None):
             first_copy[key] = index
         new.append((index, message))
     file_ids = _file_ids_txn(txn, [m.url for _, m in new if m.url])
-    key = _file_key(txn)
     rows = [(m.conversation, m.sender_id, m.client_msg_id or None,
              m.message_type, m.recipient_id, m.content_type, m.content, m.url,
-             file_ids.get(key(m.url)), created_at) for _, m in new]
+             file_ids.get(m.url), created_at) for _, m in new]
     ids = (_insert_rows_sqlite_txn(txn, rows) if txn.engine.name == "sqlite"
            else _insert_rows_txn(txn, rows))
     for (index, _), message_id in zip(new, ids, strict=True):
@@ -190,8 +188,6 @@ def insert_batch_txn(txn, messages, created_at, new_participants=None):
         if results[index] is None:
             first = results[first_copy[(message.sender_id, message.client_msg_id)]]
             results[index] = Stored(first.id, created_at, duplicate=True)
-    if new_participants is None:
-        new_participants = participants(messages)
     _record_participants_txn(txn, sorted(new_participants))
     return results
 
@@ -202,30 +198,21 @@ _INSERT = (
     " created_at) VALUES ")
 
 
-def _file_ids_txn(txn, names):
+def _file_ids_txn(txn, urls):
     """
-    The ids of the stored files named C{names}, by L{_file_key} of the name
-    (a message's C{file_id}; a name that is no stored file has none).
+    The id of the stored file each of C{urls} names (None if none), by url:
+    the database matches the names, as its collation compares them.
     """
-    names = sorted(set(names))
-    key = _file_key(txn)
+    urls = sorted(set(urls))
     found = {}
-    for start in range(0, len(names), _CHUNK):
-        chunk = names[start:start + _CHUNK]
-        txn.execute("SELECT name, id FROM files WHERE name IN ("
-                    + ", ".join("?" for _ in chunk) + ")", chunk)
-        found.update((key(name), int(file_id)) for name, file_id in txn.fetchall())
+    for start in range(0, len(urls), _SOURCES):
+        chunk = urls[start:start + _SOURCES]
+        txn.execute(" UNION ALL ".join(
+            "SELECT ?, (SELECT id FROM files WHERE name = ?)" for _ in chunk),
+            [value for url in chunk for value in (url, url)])
+        found.update((url, None if file_id is None else int(file_id))
+                     for url, file_id in txn.fetchall())
     return found
-
-
-def _file_key(txn):
-    """
-    A file name as the engine compares it: exactly on SQLite; on MySQL
-    without case or trailing spaces (C{files.name}'s collation).
-    """
-    if txn.engine.name == "sqlite":
-        return str
-    return lambda name: name.rstrip(" ").lower()
 
 
 def _insert_rows_sqlite_txn(txn, rows):

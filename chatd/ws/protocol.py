@@ -268,9 +268,7 @@ class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol
     def _finished(self, _):
         self._pending -= 1
         if not self._pending:
-            waiters, self._idle_waiters = self._idle_waiters, ()
-            for waiter in waiters:
-                waiter.callback(None)
+            self._wake("_idle_waiters")
         if self._reading_paused and self._pending < max(
                 1, self.factory.settings.max_pending_frames // 2):
             self._reading_paused = False
@@ -382,9 +380,7 @@ class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol
         """
         if not self._pending:
             return succeed(None)
-        waiter = Deferred()
-        self._idle_waiters = (*self._idle_waiters, waiter)
-        return waiter
+        return self._wait("_idle_waiters")
 
     def _wait_gone(self):
         """
@@ -392,9 +388,21 @@ class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol
         """
         if self._gone:
             return succeed(None)
+        return self._wait("_gone_waiters")
+
+    def _wait(self, waiters):
+        """
+        A Deferred that L{_wake} fires, kept in the tuple attribute named
+        C{waiters} (a tuple on the class until someone waits).
+        """
         waiter = Deferred()
-        self._gone_waiters = (*self._gone_waiters, waiter)
+        setattr(self, waiters, (*getattr(self, waiters), waiter))
         return waiter
+
+    def _wake(self, waiters):
+        # Back to the class's empty tuple: nothing kept per connection.
+        for waiter in vars(self).pop(waiters, ()):
+            waiter.callback(None)
 
     def close_going_away(self):
         """
@@ -429,6 +437,4 @@ class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol
         finally:
             self._detach()
             self._gone = True
-            waiters, self._gone_waiters = self._gone_waiters, ()
-            for waiter in waiters:
-                waiter.callback(None)
+            self._wake("_gone_waiters")
