@@ -226,7 +226,10 @@ class WebsocketConfig:
         _positive,
     )
     batch_size: int = _setting(
-        256, "Most messages stored in one transaction (group commit).", _positive
+        256,
+        "Most messages stored in one transaction (group commit); one"
+        " statement on MySQL, so at most 512.",
+        _between(1, 512),
     )
     batch_delay: float = _setting(
         0.0,

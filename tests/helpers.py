@@ -92,7 +92,8 @@ def make_database(testcase, url=None):
     """
     kind, parameters = parse_database_url(url or database_url(testcase))
     engine = create_engine(kind, parameters)
-    database = Database(engine, engine.connection_pool(reactor))
+    database = Database(engine, engine.connection_pool(reactor),
+                        writer_pool=engine.writer_pool(reactor))
     testcase.addCleanup(database.close)
     return database
 

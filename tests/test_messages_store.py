@@ -188,11 +188,12 @@ class MessageStoreTests(TestCase):
     async def test_ids_name_their_messages(self):
         """
         Each message's returned id is the id of its own row, resends in and
-        before the batch included, over several statements' worth of rows.
+        before the batch included, over several lookups' worth of client
+        ids.
         """
         from chatd.stores import messages
 
-        self.patch(messages, "_CHUNK", 3)
+        self.patch(messages, "_CHUNK", 5)
         await self._setup()
         [first] = await self.store.insert_batch(
             [self._text(self.alice, self.bob, "old", "c0")], 5)
@@ -206,6 +207,69 @@ class MessageStoreTests(TestCase):
         expected = ["old", "m1", "m2", "m3", "m4", "old", "m1", "m2", "m3", "m4"]
         self.assertEqual([content_by_id[s.id] for s in stored], expected)
         self.assertEqual([s.duplicate for s in stored], [True] + [False] * 4 + [True] * 5)
+
+    async def test_resend_amid_new_messages(self):
+        """
+        A batch whose insert meets a message stored earlier stores the new
+        ones once each, before and after it, and nothing twice.
+        """
+        await self._setup()
+        [old] = await self.store.insert_batch(
+            [self._text(self.alice, self.bob, "old", "c0")], 5)
+        batch = [self._text(self.alice, self.bob, "new1", "c1"),
+                 self._text(self.bob, self.alice, "new2", "c0"),
+                 self._text(self.alice, self.bob, "old again", "c0"),
+                 self._text(self.alice, self.bob, "new3", "c3")]
+        stored = await self.store.insert_batch(batch, 6)
+        self.assertEqual([s.duplicate for s in stored], [False, False, True, False])
+        self.assertEqual(stored[2], old._replace(duplicate=True))
+        page = await self.store.conversation_page(
+            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=100)
+        self.assertEqual([(m.id, m.content) for m in reversed(page)],
+                         [(old.id, "old"), (stored[0].id, "new1"),
+                          (stored[1].id, "new2"), (stored[3].id, "new3")])
+
+    async def test_batch_statements(self):
+        """
+        A batch of messages in known conversations, none a resend, is one
+        statement on MySQL's autocommit writer connection: no resend lookup
+        and no COMMIT round trip. SQLite looks the client ids up first, in
+        the same transaction.
+        """
+        await self._setup()
+        await self.store.insert_batch([self._text(self.alice, self.bob, "1", "a")], 5)
+        batch = [self._text(self.alice, self.bob, "2", "b"),
+                 self._text(self.bob, self.alice, "3", "c")]
+        if self.database.engine.name == "sqlite":
+            statements = []
+
+            def trace_txn(txn, callback):
+                txn._cursor.connection.set_trace_callback(callback)
+
+            await self.database.run("trace", trace_txn, statements.append)
+            await self.store.insert_batch(batch, 6)
+            await self.database.run("trace", trace_txn, None)
+            # From the end of the trace's own transaction to the start of
+            # the next; one INSERT per row, traced again for each trigger.
+            kinds = [s.split(" (", 1)[0] for s in statements]
+            self.assertEqual([k for n, k in enumerate(kinds) if not n or k != kinds[n - 1]],
+                             ["COMMIT", "BEGIN IMMEDIATE",
+                              "SELECT sender_id, client_msg_id, id, created_at FROM messages WHERE",
+                              "INSERT INTO messages", "SELECT last_insert_rowid()",
+                              "COMMIT", "BEGIN IMMEDIATE"])
+            return
+
+        def status_txn(txn):
+            txn.execute("SHOW SESSION STATUS WHERE Variable_name IN"
+                        " ('Com_commit', 'Com_select', 'Questions')")
+            return {name: int(value) for name, value in txn.fetchall()}
+
+        before = await self.database.run_writes("status", status_txn)
+        await self.store.insert_batch(batch, 6)
+        after = await self.database.run_writes("status", status_txn)
+        changes = {name: after[name] - before[name] for name in before}
+        # Questions: the messages' INSERT and the first SHOW STATUS.
+        self.assertEqual(changes, {"Com_commit": 0, "Com_select": 0, "Questions": 2})
 
     async def test_attachment_file_ids(self):
         """

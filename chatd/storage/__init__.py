@@ -19,4 +19,5 @@ def open_database(config, reactor):
         pool_size=config.database.pool_size,
     )
     return Database(engine, engine.connection_pool(reactor),
-                    retries=config.database.retries)
+                    retries=config.database.retries,
+                    writer_pool=engine.writer_pool(reactor))

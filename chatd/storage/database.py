@@ -47,14 +47,16 @@ class Transaction:
 
 class Database:
     """
-    An engine plus its connection pool.
+    An engine plus its connection pools.
 
     @ivar engine: the L{chatd.storage.engines} engine.
+    @param writer_pool: the pool L{run_writes} uses, if not C{pool}.
     """
 
-    def __init__(self, engine, pool, retries=3):
+    def __init__(self, engine, pool, retries=3, writer_pool=None):
         self.engine = engine
         self._pool = pool
+        self._writer_pool = writer_pool
         self._retries = retries
         self._in_flight = 0
         self._idle_waiters = []
@@ -66,13 +68,27 @@ class Database:
         its result, retrying deadlocks and lost connections a bounded number
         of times.
         """
+        return await self._run(self._pool, description, function, args, kwargs)
+
+    async def run_writes(self, description, function, *args, **kwargs):
+        """
+        Like L{run}, but on the engine's writer connection if it has one,
+        where each statement commits by itself (MySQL: autocommit, so a
+        single-statement write costs one round trip). C{function} must
+        leave the data consistent after each of its statements, and be
+        safe to run again after a lost connection.
+        """
+        return await self._run(self._writer_pool or self._pool, description,
+                               function, args, kwargs)
+
+    async def _run(self, pool, description, function, args, kwargs):
         if self._closed:
             raise RuntimeError(f"database closed; cannot run {description}")
         self._in_flight += 1
         try:
             for attempt in range(self._retries + 1):
                 try:
-                    return await self._pool.runInteraction(
+                    return await pool.runInteraction(
                         self._transaction, function, args, kwargs)
                 except Exception as error:
                     if attempt == self._retries or not self.engine.is_retryable(error):
@@ -110,6 +126,8 @@ class Database:
         self._closed = True
         await self.wait_idle()
         self._pool.close()
+        if self._writer_pool is not None:
+            self._writer_pool.close()
 
     async def ping(self):
         """

@@ -47,6 +47,12 @@ class SqliteEngine:
             cp_reactor=reactor,
         )
 
+    def writer_pool(self, reactor):
+        """
+        None: the message writer shares the one connection.
+        """
+        return None
+
     def _on_new_connection(self, connection):
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA foreign_keys=ON")
@@ -63,6 +69,21 @@ class SqliteEngine:
 
     def is_duplicate(self, error):
         return isinstance(error, self.module.IntegrityError) and "UNIQUE" in str(error)
+
+
+class _SelfCommittedConnection(adbapi.Connection):
+    """
+    A pooled autocommit connection: each statement commits itself, so
+    there is nothing left to commit after an interaction (no C{COMMIT}
+    round trip). Only for work that never opens a transaction.
+    """
+
+    def commit(self):
+        pass
+
+
+class _SelfCommittingPool(adbapi.ConnectionPool):
+    connectionFactory = _SelfCommittedConnection
 
 
 class MysqlEngine:
@@ -99,6 +120,29 @@ class MysqlEngine:
             connect_timeout=10,
             cp_min=1,
             cp_max=self.pool_size,
+            cp_reconnect=True,
+            cp_noisy=False,
+            cp_openfun=self._on_new_connection,
+            cp_reactor=reactor,
+        )
+
+    def writer_pool(self, reactor):
+        """
+        The message writer's own connection: autocommit, so that a batch
+        stored by one statement is committed by it, in one round trip.
+        """
+        return _SelfCommittingPool(
+            "pymysql",
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=10,
+            cp_min=1,
+            cp_max=1,
             cp_reconnect=True,
             cp_noisy=False,
             cp_openfun=self._on_new_connection,

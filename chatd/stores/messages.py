@@ -120,9 +120,9 @@ def _stored_from_row(row):
         recalled_at=None if row[16] is None else int(row[16]))
 
 
-# Rows (or client id pairs) per statement in a batch insert: a default
-# batch (websocket.batch_size, 256) is one statement, one round trip on
-# MariaDB. (SQLite allows 32,766 parameters in a statement.)
+# Rows in a batch insert (the most websocket.batch_size allows), or client
+# id pairs per lookup: a batch is one statement, one round trip on MariaDB.
+# (SQLite allows 32,766 parameters in a statement.)
 _CHUNK = 512
 # Conversations per statement in sync (SQLite allows 500 SELECTs in a
 # compound statement).
@@ -145,51 +145,90 @@ def client_ids_query(pairs):
 
 def insert_batch_txn(txn, messages, created_at, new_participants):
     """
-    Store C{messages} (L{NewMessage}s) at time C{created_at}, in order, in
-    the caller's transaction; a message whose sender already stored its
-    client message id (earlier, or earlier in this batch) is not stored
-    again.
+    Store C{messages} (L{NewMessage}s) at time C{created_at}, in order; a
+    message whose sender already stored its client message id (earlier, or
+    earlier in this batch) is not stored again.
+
+    Each statement may commit by itself (L{Database.run_writes}): the
+    participants are noted first, so sync finds a message as soon as it
+    is visible, and the messages are one statement, stored whole or not at
+    all. On MySQL, where each statement is a round trip, the insert is
+    tried first: resends are rare, and the unique index on C{(sender_id,
+    client_msg_id)} tells when one was among them; only then are the
+    stored ones looked up and left out. SQLite looks them up first: in
+    process that costs less than the savepoint a failed insert would need.
 
     @param new_participants: the (user id, conversation) pairs of the
         batch (L{participants}) to make sure of in C{user_conversations}.
 
     @return: a L{Stored} for each message, in the same order.
     """
-    known = {}
-    wanted = sorted({(m.sender_id, m.client_msg_id) for m in messages if m.client_msg_id})
-    for start in range(0, len(wanted), _CHUNK):
-        txn.execute(*client_ids_query(wanted[start:start + _CHUNK]))
-        for sender_id, client_msg_id, message_id, when in txn.fetchall():
-            known[(int(sender_id), client_msg_id)] = Stored(
-                int(message_id), int(when), duplicate=True)
-    results = [None] * len(messages)
+    _record_participants_txn(txn, sorted(new_participants))
     first_copy = {}
     new = []
     for index, message in enumerate(messages):
-        key = (message.sender_id, message.client_msg_id)
         if message.client_msg_id:
-            if key in known:
-                results[index] = known[key]
-                continue
+            key = (message.sender_id, message.client_msg_id)
             if key in first_copy:
                 # A resend within the batch: stored once, by the first copy.
                 continue
             first_copy[key] = index
         new.append((index, message))
-    file_ids = _file_ids_txn(txn, [m.url for _, m in new if m.url])
-    rows = [(m.conversation, m.sender_id, m.client_msg_id or None,
-             m.message_type, m.recipient_id, m.content_type, m.content, m.url,
-             file_ids.get(m.url), created_at) for _, m in new]
-    ids = (_insert_rows_sqlite_txn(txn, rows) if txn.engine.name == "sqlite"
-           else _insert_rows_txn(txn, rows))
+    results = [None] * len(messages)
+    if txn.engine.name == "sqlite":
+        new = _unstored_txn(txn, new, results)
+        ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
+    else:
+        try:
+            ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
+        except Exception as error:
+            if not txn.engine.is_duplicate(error):
+                raise
+            new = _unstored_txn(txn, new, results)
+            ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
     for (index, _), message_id in zip(new, ids, strict=True):
         results[index] = Stored(message_id, created_at)
     for index, message in enumerate(messages):
         if results[index] is None:
             first = results[first_copy[(message.sender_id, message.client_msg_id)]]
-            results[index] = Stored(first.id, created_at, duplicate=True)
-    _record_participants_txn(txn, sorted(new_participants))
+            results[index] = Stored(first.id, first.created_at, duplicate=True)
     return results
+
+
+def _unstored_txn(txn, new, results):
+    """
+    The (index, message) pairs of C{new} whose client message id is not
+    stored yet; the L{Stored} (a duplicate) of each other one goes in
+    C{results} at its index.
+    """
+    pairs = sorted({(m.sender_id, m.client_msg_id) for _, m in new if m.client_msg_id})
+    known = {}
+    for start in range(0, len(pairs), _CHUNK):
+        txn.execute(*client_ids_query(pairs[start:start + _CHUNK]))
+        for sender_id, client_msg_id, message_id, when in txn.fetchall():
+            known[(int(sender_id), client_msg_id)] = Stored(
+                int(message_id), int(when), duplicate=True)
+    unstored = []
+    for index, message in new:
+        stored = known.get((message.sender_id, message.client_msg_id))
+        if stored is None:
+            unstored.append((index, message))
+        else:
+            results[index] = stored
+    return unstored
+
+
+def _insert_messages_txn(txn, messages, created_at):
+    """
+    Insert C{messages} at C{created_at}; their ids, in order.
+    """
+    file_ids = _file_ids_txn(txn, [m.url for m in messages if m.url])
+    rows = [(m.conversation, m.sender_id, m.client_msg_id or None,
+             m.message_type, m.recipient_id, m.content_type, m.content, m.url,
+             file_ids.get(m.url), created_at) for m in messages]
+    if txn.engine.name == "sqlite":
+        return _insert_rows_sqlite_txn(txn, rows)
+    return _insert_rows_txn(txn, rows)
 
 
 _INSERT = (
@@ -231,17 +270,19 @@ def _insert_rows_sqlite_txn(txn, rows):
 
 def _insert_rows_txn(txn, rows):
     """
-    Insert message C{rows}; their ids, in order, from multi-row INSERTs.
+    Insert message C{rows} in one multi-row INSERT, so all or none (a
+    batch is at most C{_CHUNK} rows: C{websocket.batch_size}); their ids,
+    in order.
     """
-    ids = []
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start:start + _CHUNK]
-        txn.execute(_INSERT + ", ".join(_ROW for _ in chunk) + " RETURNING id",
-                    [value for row in chunk for value in row])
-        # One statement numbers its rows in order, whatever order RETURNING
-        # lists them in.
-        ids.extend(sorted(int(row[0]) for row in txn.fetchall()))
-    return ids
+    if not rows:
+        return []
+    if len(rows) > _CHUNK:
+        raise ValueError(f"at most {_CHUNK} messages are stored at once")
+    txn.execute(_INSERT + ", ".join(_ROW for _ in rows) + " RETURNING id",
+                [value for row in rows for value in row])
+    # One statement numbers its rows in order, whatever order RETURNING
+    # lists them in.
+    return sorted(int(row[0]) for row in txn.fetchall())
 
 
 def participants(messages):
@@ -257,8 +298,9 @@ def _record_participants_txn(txn, pairs):
     """
     Note that users take part in one-to-one conversations (for
     L{since_txn}): C{pairs} of (user id, conversation), each written once
-    ever. A pair whose message turned out to be a resend is noted all the
-    same: its conversation is only read for nothing.
+    ever. A pair whose message turned out to be a resend, or was not
+    stored, is noted all the same: its conversation is only read for
+    nothing.
     """
     if txn.engine.name == "sqlite":
         ignore = " ON CONFLICT (user_id, conversation) DO NOTHING"
@@ -375,7 +417,7 @@ class MessageStore:
         """
         messages = list(messages)
         pairs = participants(messages) - self._known
-        results = await self._database.run(
+        results = await self._database.run_writes(
             "insert_messages", insert_batch_txn, messages, created_at, pairs)
         # Committed: every pair of the batch is stored now.
         if len(self._known) > self._known_max:
