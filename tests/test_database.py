@@ -63,6 +63,36 @@ class EngineTests(TestCase):
 
         self.assertEqual(await database.run("nick", txn), "猫 😀 100%")
 
+    async def test_values_round_trip(self):
+        """
+        Rows written out by C{execute_values} come back exactly as given,
+        whatever their strings hold. MySQL, where they are written as
+        literals, refuses values of other kinds.
+        """
+        database = await migrated_database(self)
+        awkward = ["it's", 'say "hi"', "back\\slash\\", "nul\x00byte", "100% ?",
+                   "line\nbreak\r\x1a", "猫 😀", "\\'; DROP TABLE users; --", ""]
+        rows = [(f"u-{n}", text, "x", n, n) for n, text in enumerate(awkward)]
+
+        def insert_txn(txn):
+            txn.execute_values(
+                "INSERT INTO users (uuid, username, password_hash, created_at,"
+                " updated_at) VALUES ", rows)
+            txn.execute("SELECT uuid, username, password_hash, created_at,"
+                        " updated_at FROM users ORDER BY created_at")
+            return [tuple(row) for row in txn.fetchall()]
+
+        self.assertEqual(await database.run("insert", insert_txn), rows)
+
+        def refused_txn(txn):
+            txn.execute_values("INSERT INTO users (uuid, username, password_hash,"
+                               " created_at, updated_at) VALUES ",
+                               [("u-x", "float", "x", 1.5, 1)])
+
+        if database.engine.name == "mysql":
+            with self.assertRaises(TypeError):
+                await database.run("refused", refused_txn)
+
     async def test_username_unique_ignoring_case(self):
         database = await migrated_database(self)
         await database.run("insert", _insert_user_txn, "u-1", "Alice")

@@ -26,6 +26,14 @@ class Transaction:
         self._cursor.execute(self.engine.convert(sql), tuple(args))
         return self._cursor
 
+    def execute_values(self, head, rows, tail=""):
+        """
+        Run C{head} (ending in C{VALUES}), the rows of values C{rows}
+        (str, int or None), then C{tail}; none of them take placeholders.
+        """
+        self.engine.execute_values(self._cursor, head, rows, tail)
+        return self._cursor
+
     def executemany(self, sql, rows):
         self._cursor.executemany(self.engine.convert(sql), list(rows))
         return self._cursor

@@ -64,6 +64,16 @@ class SqliteEngine:
     def convert(self, sql):
         return sql
 
+    def execute_values(self, cursor, head, rows, tail):
+        """
+        Run C{head}, a VALUES list of C{rows}, then C{tail}, with the
+        values bound as parameters.
+        """
+        width = len(rows[0])
+        row = "(" + ", ".join("?" * width) + ")"
+        cursor.execute(head + ", ".join(row for _ in rows) + tail,
+                       [value for values in rows for value in values])
+
     def is_retryable(self, error):
         return False
 
@@ -166,6 +176,33 @@ class MysqlEngine:
     @functools.lru_cache(maxsize=1024)
     def convert(sql):
         return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute_values(self, cursor, head, rows, tail):
+        """
+        Run C{head}, a VALUES list of C{rows}, then C{tail}: the values
+        (str, int or None only) written out as literals, strings escaped
+        by pymysql's own function (backslash escapes: the session's
+        C{sql_mode}, set on connecting, leaves them on). A batch's
+        statement is mostly values, and pymysql's general path (a lookup by
+        type and a call chain per value) took three times as long.
+        """
+        escape = self.module.converters.escape_string
+        literals = []
+        for values in rows:
+            row = []
+            for value in values:
+                kind = value.__class__
+                if kind is str:
+                    row.append("'" + escape(value) + "'")
+                elif kind is int:
+                    row.append(str(value))
+                elif value is None:
+                    row.append("NULL")
+                else:
+                    raise TypeError(f"no literal for {kind.__name__} values")
+            literals.append("(" + ", ".join(row) + ")")
+        # No arguments: pymysql leaves the statement as it is.
+        cursor.execute(head + ", ".join(literals) + tail)
 
     def _code(self, error):
         if isinstance(error, self.module.MySQLError) and error.args:

@@ -278,8 +278,7 @@ def _insert_rows_txn(txn, rows):
         return []
     if len(rows) > _CHUNK:
         raise ValueError(f"at most {_CHUNK} messages are stored at once")
-    txn.execute(_INSERT + ", ".join(_ROW for _ in rows) + " RETURNING id",
-                [value for row in rows for value in row])
+    txn.execute_values(_INSERT, rows, " RETURNING id")
     # One statement numbers its rows in order, whatever order RETURNING
     # lists them in.
     return sorted(int(row[0]) for row in txn.fetchall())
@@ -307,11 +306,9 @@ def _record_participants_txn(txn, pairs):
     else:
         ignore = " ON DUPLICATE KEY UPDATE user_id = user_id"
     for start in range(0, len(pairs), _CHUNK):
-        chunk = pairs[start:start + _CHUNK]
-        txn.execute(
-            "INSERT INTO user_conversations (user_id, conversation) VALUES "
-            + ", ".join("(?, ?)" for _ in chunk) + ignore,
-            [value for pair in chunk for value in pair])
+        txn.execute_values(
+            "INSERT INTO user_conversations (user_id, conversation) VALUES ",
+            pairs[start:start + _CHUNK], ignore)
 
 
 def since_txn(txn, user_id, group_ids, after_id, limit):

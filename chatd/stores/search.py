@@ -134,11 +134,8 @@ def _index_mysql_txn(txn, rows):
     pairs = [(term, message_id) for message_id, content in rows
              for term in terms(content)]
     for start in range(0, len(pairs), 1000):
-        chunk = pairs[start:start + 1000]
-        txn.execute(
-            "INSERT IGNORE INTO search_terms (term, message_id) VALUES "
-            + ", ".join("(?, ?)" for _ in chunk),
-            [value for pair in chunk for value in pair])
+        txn.execute_values("INSERT IGNORE INTO search_terms (term, message_id) VALUES ",
+                           pairs[start:start + 1000])
 
 
 def catch_up_txn(txn, batch=INDEX_BATCH, rounds=None):
