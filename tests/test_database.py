@@ -93,6 +93,32 @@ class EngineTests(TestCase):
             with self.assertRaises(TypeError):
                 await database.run("refused", refused_txn)
 
+    async def test_derived_work_commits_without_syncing(self):
+        """
+        On SQLite, work that can be redone (L{Database.run_derived})
+        commits without waiting for the disk (synchronous=NORMAL, 1); any
+        other transaction, before or after, waits for it (FULL, 2). On
+        either engine, what it did is committed.
+        """
+        database = await migrated_database(self)
+        sqlite = database.engine.name == "sqlite"
+
+        def synchronous_txn(txn, uuid=None):
+            if uuid is not None:
+                _insert_user_txn(txn, uuid, uuid)
+            if sqlite:
+                txn.execute("PRAGMA synchronous")
+                return int(txn.fetchone()[0])
+
+        levels = [await database.run("a", synchronous_txn),
+                  await database.run_derived("b", synchronous_txn, "u-1"),
+                  await database.run_derived("c", synchronous_txn, "u-2"),
+                  await database.run("d", synchronous_txn),
+                  await database.run_writes("e", synchronous_txn)]
+        if sqlite:
+            self.assertEqual(levels, [2, 1, 1, 2, 2])
+        self.assertEqual(await database.run("count", _count_txn, "users"), 2)
+
     async def test_username_unique_ignoring_case(self):
         database = await migrated_database(self)
         await database.run("insert", _insert_user_txn, "u-1", "Alice")

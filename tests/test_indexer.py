@@ -58,13 +58,13 @@ class SearchIndexerTests(TestCase):
         """
         await self._setup(12)
         transactions = []
-        original = self.database.run
+        original = self.database.run_derived
 
-        def run(description, *args, **kwargs):
+        def run_derived(description, *args, **kwargs):
             transactions.append(description)
             return original(description, *args, **kwargs)
 
-        self.patch(self.database, "run", run)
+        self.patch(self.database, "run_derived", run_derived)
         indexer = SearchIndexer(self.store, Clock(), 0, batch=5, rounds=4)
         self.assertEqual(await indexer.run_once(), 12)
         self.assertEqual(transactions, ["search_catch_up"] * 3)

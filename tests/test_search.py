@@ -18,6 +18,24 @@ class TermsTests(SynchronousTestCase):
         self.assertEqual(terms("Hello, WORLD! hello_again 42"),
                          ["hello", "world", "again", "42"])
 
+    def test_ascii_shortcut(self):
+        """
+        ASCII text takes a shorter path to the same terms.
+        """
+        import random
+        import string
+
+        from chatd.stores.search import _terms
+
+        rng = random.Random(5)
+        samples = ["", "  ", "A_b-C", "x" * 70 + " y", "Don't STOP 3.14 e-mail",
+                   "".join(chr(n) for n in range(128))]
+        samples += ["".join(rng.choice(string.printable) for _ in range(40))
+                    for _ in range(200)]
+        for text in samples:
+            self.assertEqual(terms(text), _terms(text), text)
+        self.assertEqual(terms("x" * 70), ["x" * 64])
+
     def test_cjk_bigrams(self):
         self.assertEqual(terms("你好世界"), ["你好", "好世", "世界", "界"])
         self.assertEqual(terms("東京へ"), ["東京", "京へ", "へ"])

@@ -76,7 +76,15 @@ class Database:
         its result, retrying deadlocks and lost connections a bounded number
         of times.
         """
-        return await self._run(self._pool, description, function, args, kwargs)
+        return await self._run(self._pool, True, description, function, args, kwargs)
+
+    async def run_derived(self, description, function, *args, **kwargs):
+        """
+        Like L{run}, for work that can be done again from what is stored
+        (the search index): on SQLite its commit does not wait for the
+        disk. A crash may undo it whole; it never undoes a durable commit.
+        """
+        return await self._run(self._pool, False, description, function, args, kwargs)
 
     async def run_writes(self, description, function, *args, **kwargs):
         """
@@ -86,10 +94,10 @@ class Database:
         leave the data consistent after each of its statements, and be
         safe to run again after a lost connection.
         """
-        return await self._run(self._writer_pool or self._pool, description,
+        return await self._run(self._writer_pool or self._pool, True, description,
                                function, args, kwargs)
 
-    async def _run(self, pool, description, function, args, kwargs):
+    async def _run(self, pool, durable, description, function, args, kwargs):
         if self._closed:
             raise RuntimeError(f"database closed; cannot run {description}")
         self._in_flight += 1
@@ -97,7 +105,7 @@ class Database:
             for attempt in range(self._retries + 1):
                 try:
                     return await pool.runInteraction(
-                        self._transaction, function, args, kwargs)
+                        self._transaction, durable, function, args, kwargs)
                 except Exception as error:
                     if attempt == self._retries or not self.engine.is_retryable(error):
                         raise
@@ -111,8 +119,8 @@ class Database:
                 for waiter in waiters:
                     waiter.callback(None)
 
-    def _transaction(self, cursor, function, args, kwargs):
-        self.engine.begin(cursor)
+    def _transaction(self, cursor, durable, function, args, kwargs):
+        self.engine.begin(cursor, durable)
         return function(Transaction(self.engine, cursor), *args, **kwargs)
 
     def wait_idle(self):

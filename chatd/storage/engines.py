@@ -25,6 +25,7 @@ class SqliteEngine:
 
     def __init__(self, path):
         self.path = path
+        self._durable = True
         import sqlite3
 
         self.module = sqlite3
@@ -57,8 +58,18 @@ class SqliteEngine:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA synchronous=FULL")
+        self._durable = True
 
-    def begin(self, cursor):
+    def begin(self, cursor, durable=True):
+        """
+        Open a write transaction. One that is not C{durable} commits
+        without waiting for the disk (C{synchronous=NORMAL}): with a WAL,
+        a crash may lose it whole, never in part, and the next durable
+        commit's sync of the log covers it too.
+        """
+        if durable != self._durable:
+            cursor.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
+            self._durable = durable
         cursor.execute("BEGIN IMMEDIATE")
 
     def convert(self, sql):
@@ -169,7 +180,7 @@ class MysqlEngine:
             cursor.execute("SET SESSION default_storage_engine = InnoDB")
         connection.commit()
 
-    def begin(self, cursor):
+    def begin(self, cursor, durable=True):
         pass
 
     @staticmethod

@@ -69,6 +69,14 @@ def terms(text):
     """
     The index terms of a message's text, without repeats, in order.
     """
+    if text.isascii():
+        # ASCII is its own NFKC form, and holds no CJK: each run is a word.
+        return list(dict.fromkeys(
+            run[:MAX_TERM_CHARS] for run in _RUNS.findall(text.lower())))
+    return _terms(text)
+
+
+def _terms(text):
     found = {}
     for cjk, run in _segments(text):
         if not cjk:
@@ -305,7 +313,7 @@ class SearchStore:
         """
         See L{search_txn}.
         """
-        return await self._database.run(
+        return await self._database.run_derived(
             "search_messages", search_txn, user_id, list(group_ids), query,
             conversation, before_id, limit)
 
@@ -313,5 +321,5 @@ class SearchStore:
         """
         Index up to C{batch * rounds} queued messages; see L{catch_up_txn}.
         """
-        return await self._database.run(
+        return await self._database.run_derived(
             "search_catch_up", catch_up_txn, batch, rounds)
