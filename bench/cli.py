@@ -60,10 +60,16 @@ class Run:
             os.makedirs(args.cprofile, exist_ok=True)
             cprofile = os.path.join(
                 args.cprofile, f"{args.scenario}-{kind}-{time.time_ns()}.pstats")
+        callgrind = None
+        if args.callgrind:
+            os.makedirs(args.callgrind, exist_ok=True)
+            callgrind = os.path.join(
+                args.callgrind, f"{args.scenario}-{kind}-{time.time_ns()}.callgrind")
         self.server = Server(kind, cpu=args.server_cpu,
                              mysql_url=args.mysql_url,
                              scrypt_log2_n=15 if args.scenario == "rest" else 10,
-                             settings=args.settings, cprofile=cprofile)
+                             settings=args.settings, cprofile=cprofile,
+                             callgrind=callgrind)
 
     def accounts(self, prefix, count):
         if self.kind == "baseline":
@@ -175,11 +181,16 @@ class Run:
             server_cpu_before = self.server.cpu_seconds()
             loop_cpu_before = self.server.loop_cpu_seconds()
             profiler = self._start_profiler()
+            if self.server.callgrind:
+                profile.callgrind_zero(self.server.process.pid)
             for pipe in pipes:
                 pipe.send("go")
             stats = [self._expect(pipe, "stats") for pipe in pipes]
             server_cpu = self.server.cpu_seconds() - server_cpu_before
             loop_cpu = self.server.loop_cpu_seconds() - loop_cpu_before
+            if self.server.callgrind:
+                result["server_instructions"] = profile.callgrind_dump(
+                    self.server.process.pid, self.server.callgrind)
             for pipe in pipes:
                 pipe.send("stop")
             if profiler is not None:
@@ -193,6 +204,9 @@ class Run:
         if scenario != "conns":
             result.update(_summarise(stats, expected, connections, server_cpu))
             result["server_loop_cpu_percent"] = 100 * loop_cpu / result["seconds"]
+            if "server_instructions" in result and result["acked"]:
+                result["server_instructions_per_acked"] = round(
+                    result["server_instructions"] / result["acked"])
         return result
 
     def _start_profiler(self):
@@ -314,6 +328,11 @@ def parse_args(argv):
     parser.add_argument("--json", action="store_true", help="print JSON only")
     parser.add_argument("--profile", metavar="DIR",
                         help="sample the server with py-spy into DIR and summarise")
+    parser.add_argument("--callgrind", metavar="DIR",
+                        help="run the server under valgrind's callgrind, dumps into"
+                        " DIR, and report the instructions it ran per acked message:"
+                        " a figure the shared host's load does not move (the server"
+                        " runs about 50 times slower: use a low --rate)")
     parser.add_argument("--cprofile", metavar="DIR",
                         help="run chatd's event loop under cProfile, statistics into"
                         " DIR, and summarise (it slows the server: its figures are"
@@ -365,7 +384,8 @@ def _add_ratios(report):
     for kind, figures in report["servers"].items():
         if kind == "baseline":
             continue
-        for key in ("delivered_per_second", "acked_per_second"):
+        for key in ("delivered_per_second", "acked_per_second",
+                    "server_instructions_per_acked"):
             if figures.get(key) and baseline.get(key):
                 figures[f"{key}_vs_baseline"] = round(figures[key] / baseline[key], 3)
 

@@ -14,6 +14,8 @@ import tempfile
 import time
 import urllib.request
 
+from bench.profile import callgrind_command
+
 
 def _bench_settings(port, data_dir, database_url, scrypt_log2_n):
     """
@@ -90,13 +92,16 @@ class Server:
     """
 
     def __init__(self, kind, cpu=None, mysql_url="mysql://root@127.0.0.1:3306/chatd_bench",
-                 scrypt_log2_n=10, settings=(), cprofile=None):
+                 scrypt_log2_n=10, settings=(), cprofile=None, callgrind=None):
         """
         @param cprofile: for chatd, a file twistd writes cProfile statistics
             of the event-loop thread to when the server stops.
+        @param callgrind: run the server under callgrind, its counts dumped
+            to files named from this path (see L{bench.profile}).
         """
         self.kind = kind
         self.cprofile = cprofile
+        self.callgrind = callgrind
         self.cpu = cpu
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -124,14 +129,21 @@ class Server:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         profiling = ([f"--profile={self.cprofile}", "--profiler=cprofile", "--savestats"]
                      if self.cprofile else [])
-        return [twistd, "--nodaemon", "--pidfile=", *profiling, "--logfile",
-                os.path.join(self.directory, "chatd.log"), "chatd", "--config", config]
+        return [sys.executable, twistd, "--nodaemon", "--pidfile=", *profiling,
+                "--logfile", os.path.join(self.directory, "chatd.log"), "chatd",
+                "--config", config]
 
     def start(self, timeout=60):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=root)
+        command = self._command()
+        if self.callgrind:
+            command = callgrind_command(command, self.callgrind)
+            if command is None:
+                raise RuntimeError("--callgrind needs valgrind (apt-get install valgrind)")
+            timeout *= 10
         self.process = subprocess.Popen(
-            self._command(), cwd=root, env=env, preexec_fn=_pinned(self.cpu),
+            command, cwd=root, env=env, preexec_fn=_pinned(self.cpu),
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.directory, "stderr"), "w"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -7,7 +7,7 @@ import os
 import struct
 
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from bench import profile
 from bench.cli import _count_covered, _median_report, _percentile
@@ -165,3 +165,47 @@ class SettingsTests(SynchronousTestCase):
         config = config_from_dict(tomllib.loads(_toml(settings)))
         self.assertEqual(config.websocket.batch_delay, 0.002)
         self.assertEqual(config.server.listen, ("tcp:1234:interface=127.0.0.1:backlog=4096",))
+
+
+class CallgrindTests(SynchronousTestCase):
+    def test_instructions_between_zero_and_dump(self):
+        """
+        The count read from a dump is what the process ran since it was
+        zeroed: ten times the work, about ten times the instructions.
+        """
+        import select
+        import subprocess
+        import sys
+
+        child = (
+            "import select, sys\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    if not select.select([sys.stdin], [], [], 0.01)[0]:\n"
+            "        continue\n"
+            "    n = int(sys.stdin.readline())\n"
+            "    sum(i * i for i in range(n))\n"
+            "    print('done', flush=True)\n")
+        output = os.path.abspath(self.mktemp())
+        command = profile.callgrind_command([sys.executable, "-c", child], output)
+        if command is None:
+            # An optional tool of the benchmark's; .ci/run installs it.
+            raise SkipTest("valgrind is not installed")
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        self.assertTrue(select.select([process.stdout], [], [], 120)[0])
+        self.assertEqual(process.stdout.readline(), "ready\n")
+
+        def count(n):
+            profile.callgrind_zero(process.pid)
+            process.stdin.write(f"{n}\n")
+            process.stdin.flush()
+            self.assertTrue(select.select([process.stdout], [], [], 120)[0])
+            self.assertEqual(process.stdout.readline(), "done\n")
+            return profile.callgrind_dump(process.pid, output)
+
+        small, large = count(20000), count(200000)
+        self.assertGreater(small, 0)
+        self.assertTrue(5 * small < large < 20 * small, (small, large))
