@@ -47,9 +47,15 @@ def unmask(data, key):
 class LeanFraming:
     """
     A mixin for an Autobahn C{WebSocketServerProtocol} without
-    per-message compression: small binary messages in one step, framed
-    bytes out. Put it before the Autobahn class in the bases.
+    per-message compression: reads without a debug log line each, small
+    binary messages in one step, framed bytes out. Put it before the
+    Autobahn class in the bases.
     """
+
+    def dataReceived(self, data):
+        # Autobahn's own formats the arguments of a debug log line on every
+        # read, even with debug logging off.
+        self._dataReceived(data)
 
     def processData(self):
         data = self.data
