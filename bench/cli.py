@@ -179,6 +179,7 @@ class Run:
                     "connects_per_second": a.count / result["connect_seconds"],
                 })
             server_cpu_before = self.server.cpu_seconds()
+            system_cpu_before = self.server.system_cpu_seconds()
             loop_cpu_before = self.server.loop_cpu_seconds()
             profiler = self._start_profiler()
             if self.server.callgrind:
@@ -187,6 +188,7 @@ class Run:
                 pipe.send("go")
             stats = [self._expect(pipe, "stats") for pipe in pipes]
             server_cpu = self.server.cpu_seconds() - server_cpu_before
+            system_cpu = self.server.system_cpu_seconds() - system_cpu_before
             loop_cpu = self.server.loop_cpu_seconds() - loop_cpu_before
             if self.server.callgrind:
                 result["server_instructions"] = profile.callgrind_dump(
@@ -204,6 +206,7 @@ class Run:
         if scenario != "conns":
             result.update(_summarise(stats, expected, connections, server_cpu))
             result["server_loop_cpu_percent"] = 100 * loop_cpu / result["seconds"]
+            result["server_kernel_cpu_percent"] = 100 * system_cpu / result["seconds"]
             if "server_instructions" in result and result["acked"]:
                 result["server_instructions_per_acked"] = round(
                     result["server_instructions"] / result["acked"])

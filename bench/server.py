@@ -183,6 +183,12 @@ class Server:
     def cpu_seconds(self):
         return process_cpu_seconds(self.process.pid)
 
+    def system_cpu_seconds(self):
+        """
+        The CPU time the server's process spent in the kernel.
+        """
+        return process_cpu_split(self.process.pid)[1]
+
     def loop_cpu_seconds(self):
         """
         The CPU time of the server's main thread alone: its event loop, as
@@ -201,10 +207,19 @@ def process_rss(pid):
 
 
 def process_cpu_seconds(pid, path=None):
+    return sum(process_cpu_split(pid, path))
+
+
+def process_cpu_split(pid, path=None):
+    """
+    The CPU seconds C{pid} (or the thread whose stat file C{path} is)
+    spent in user space and in the kernel.
+    """
     with open(path or f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of the whole line.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _recreate_mysql_database(url):

@@ -143,6 +143,23 @@ class CpuTests(SynchronousTestCase):
         self.assertGreater(loop, 0)
         self.assertLessEqual(loop, whole)
 
+    def test_user_and_kernel_time(self):
+        """
+        A process's CPU time is its user time plus its kernel time, and
+        system calls add to the latter.
+        """
+        from bench.server import process_cpu_seconds, process_cpu_split
+
+        pid = os.getpid()
+        _, kernel_before = process_cpu_split(pid)
+        for _ in range(200000):
+            os.getppid()
+            os.stat(".")
+        user, kernel = process_cpu_split(pid)
+        self.assertGreater(kernel, kernel_before)
+        self.assertGreater(user, 0)
+        self.assertAlmostEqual(user + kernel, process_cpu_seconds(pid), delta=0.05)
+
 
 class SettingsTests(SynchronousTestCase):
     def test_parse_setting(self):
