@@ -121,7 +121,8 @@ class DatabaseConfig:
         "", "MySQL password, if not in the URL.", secret=True
     )
     pool_size: int = _setting(
-        5, "MySQL connections in the pool (SQLite always uses one).", _positive
+        5, "MySQL connections in the pool, besides the message writer's own"
+        " (SQLite always uses one).", _positive
     )
     retries: int = _setting(
         3, "Times a transaction is retried after a deadlock or lost connection.",

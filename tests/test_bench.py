@@ -226,3 +226,26 @@ class CallgrindTests(SynchronousTestCase):
         small, large = count(20000), count(200000)
         self.assertGreater(small, 0)
         self.assertTrue(5 * small < large < 20 * small, (small, large))
+
+
+class MicroTests(SynchronousTestCase):
+    def test_literals_are_pymysqls(self):
+        """
+        chatd's VALUES writer gives the statement pymysql would have made
+        of the same rows, awkward strings included.
+        """
+        from bench.micro import message_rows, pymysql_values_sql
+        from chatd.storage.engines import MysqlEngine
+
+        rows = message_rows(3) + [("it's \\ \" \n \x00 \x1a % 猫", -7, None, 0, 1, 2,
+                                   "", "x", None, 2**62)]
+        engine = MysqlEngine("127.0.0.1", 3306, "u", "", "d")
+        self.assertEqual(engine.values_sql(rows), pymysql_values_sql(rows)())
+
+    def test_report(self):
+        from bench.micro import measure
+
+        report = measure(repeat=1, number=100)
+        self.assertEqual(sorted(report["values of 256 message rows"]),
+                         ["chatd literals", "pymysql mogrify"])
+        self.assertTrue(all(us > 0 for ways in report.values() for us in ways.values()))
