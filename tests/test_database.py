@@ -280,6 +280,42 @@ class MysqlReconnectTests(TestCase):
         self.assertTrue(self.flushLoggedErrors(ConnectionLost))
         self.flushLoggedErrors(database.engine.module.MySQLError)
 
+    async def test_batch_committed_before_a_lost_connection(self):
+        """
+        A batch of messages whose INSERT committed on the writer's
+        autocommit connection just before the connection was lost is
+        retried, and the retry reports its messages as stored by it (to be
+        delivered), with their ids, not as resends.
+        """
+        from chatd.stores.messages import ONE_TO_ONE, NewMessage, insert_batch_txn
+
+        database = await migrated_database(self)
+        alice = await database.run("alice", _insert_user_txn, "u-a", "alice")
+        bob = await database.run("bob", _insert_user_txn, "u-b", "bob")
+        batch = [NewMessage(alice, "c1", ONE_TO_ONE, bob, 1, "hi"),
+                 NewMessage(bob, "c2", ONE_TO_ONE, alice, 1, "hello")]
+        attempts = []
+
+        def lose_the_first_reply_txn(txn):
+            stored = insert_batch_txn(txn, batch, 5, set())
+            attempts.append((txn.retry, stored))
+            if len(attempts) == 1:
+                txn.execute("SELECT CONNECTION_ID()")
+                _mysql_admin([f"KILL CONNECTION {txn.fetchone()[0]}"])
+                txn.execute("SELECT 1")
+            return stored
+
+        stored = await database.run_writes("insert", lose_the_first_reply_txn)
+        [(first_retry, first), (second_retry, second)] = attempts
+        self.assertEqual((first_retry, second_retry), (False, True))
+        self.assertEqual(stored, first)
+        self.assertEqual([s.duplicate for s in stored], [False, False])
+        self.assertEqual(await database.run("count", _count_txn, "messages"), 2)
+        from twisted.enterprise.adbapi import ConnectionLost
+
+        self.assertTrue(self.flushLoggedErrors(ConnectionLost))
+        self.flushLoggedErrors(database.engine.module.MySQLError)
+
 
 if ENGINE != "mysql":
     del MysqlReconnectTests

@@ -229,6 +229,36 @@ class MessageStoreTests(TestCase):
                          [(old.id, "old"), (stored[0].id, "new1"),
                           (stored[1].id, "new2"), (stored[3].id, "new3")])
 
+    async def test_retry_after_a_lost_reply(self):
+        """
+        A batch run again (a retry) after an attempt that stored some of
+        it but whose reply was lost gets the same ids for those, as new
+        messages to deliver; outside a retry, or at another time, a stored
+        client id is a resend.
+        """
+        from chatd.stores.messages import insert_batch_txn
+
+        await self._setup()
+        batch = [self._text(self.alice, self.bob, "1", "a"),
+                 self._text(self.bob, self.alice, "2", "b"),
+                 self._text(self.alice, self.bob, "3")]
+        first = await self.store.insert_batch(batch[:2], 5)
+
+        def retried_txn(txn, *args):
+            txn.retry = True
+            return insert_batch_txn(txn, *args)
+
+        again = await self.database.run_writes("retry", retried_txn, batch, 5, set())
+        self.assertEqual(again[:2], first)
+        self.assertEqual([s.duplicate for s in again], [False, False, False])
+        same_time = await self.store.insert_batch(batch[:1], 5)
+        later = await self.store.insert_batch(batch[:1], 6)
+        self.assertEqual(same_time, later)
+        self.assertEqual(later, [first[0]._replace(duplicate=True)])
+        page = await self.store.conversation_page(
+            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=10)
+        self.assertEqual(sorted(m.content for m in page), ["1", "2", "3"])
+
     async def test_batch_statements(self):
         """
         A batch of messages in known conversations, none a resend, is one

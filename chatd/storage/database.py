@@ -16,11 +16,16 @@ log = Logger()
 class Transaction:
     """
     A cursor inside one transaction, taking SQL with C{?} placeholders.
+
+    @ivar retry: True when an earlier attempt of the same work failed on
+        a lost connection or a deadlock: it may have been done (an
+        autocommit statement whose reply was lost).
     """
 
-    def __init__(self, engine, cursor):
+    def __init__(self, engine, cursor, retry=False):
         self.engine = engine
         self._cursor = cursor
+        self.retry = retry
 
     def execute(self, sql, args=()):
         self._cursor.execute(self.engine.convert(sql), tuple(args))
@@ -105,7 +110,7 @@ class Database:
             for attempt in range(self._retries + 1):
                 try:
                     return await pool.runInteraction(
-                        self._transaction, durable, function, args, kwargs)
+                        self._transaction, durable, attempt > 0, function, args, kwargs)
                 except Exception as error:
                     if attempt == self._retries or not self.engine.is_retryable(error):
                         raise
@@ -119,9 +124,9 @@ class Database:
                 for waiter in waiters:
                     waiter.callback(None)
 
-    def _transaction(self, cursor, durable, function, args, kwargs):
+    def _transaction(self, cursor, durable, retry, function, args, kwargs):
         self.engine.begin(cursor, durable)
-        return function(Transaction(self.engine, cursor), *args, **kwargs)
+        return function(Transaction(self.engine, cursor, retry), *args, **kwargs)
 
     def wait_idle(self):
         """

@@ -176,7 +176,7 @@ def insert_batch_txn(txn, messages, created_at, new_participants):
         new.append((index, message))
     results = [None] * len(messages)
     if txn.engine.name == "sqlite":
-        new = _unstored_txn(txn, new, results)
+        new = _unstored_txn(txn, new, results, created_at)
         ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
     else:
         try:
@@ -184,7 +184,7 @@ def insert_batch_txn(txn, messages, created_at, new_participants):
         except Exception as error:
             if not txn.engine.is_duplicate(error):
                 raise
-            new = _unstored_txn(txn, new, results)
+            new = _unstored_txn(txn, new, results, created_at)
             ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
     for (index, _), message_id in zip(new, ids, strict=True):
         results[index] = Stored(message_id, created_at)
@@ -195,19 +195,23 @@ def insert_batch_txn(txn, messages, created_at, new_participants):
     return results
 
 
-def _unstored_txn(txn, new, results):
+def _unstored_txn(txn, new, results, created_at):
     """
     The (index, message) pairs of C{new} whose client message id is not
-    stored yet; the L{Stored} (a duplicate) of each other one goes in
-    C{results} at its index.
+    stored yet; the L{Stored} of each other one goes in C{results} at its
+    index: a duplicate, unless this is a retry and it was stored at
+    C{created_at}, this batch's own time. Then it is this batch's message,
+    stored by the attempt whose reply was lost, and it still has to be
+    delivered.
     """
+    ours = created_at if txn.retry else None
     pairs = sorted({(m.sender_id, m.client_msg_id) for _, m in new if m.client_msg_id})
     known = {}
     for start in range(0, len(pairs), _CHUNK):
         txn.execute(*client_ids_query(pairs[start:start + _CHUNK]))
         for sender_id, client_msg_id, message_id, when in txn.fetchall():
             known[(int(sender_id), client_msg_id)] = Stored(
-                int(message_id), int(when), duplicate=True)
+                int(message_id), int(when), duplicate=int(when) != ours)
     unstored = []
     for index, message in new:
         stored = known.get((message.sender_id, message.client_msg_id))
