@@ -129,30 +129,17 @@ class MysqlEngine:
         return f"MySQL database {self.database} on {self.host}:{self.port}"
 
     def connection_pool(self, reactor):
-        return adbapi.ConnectionPool(
-            "pymysql",
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=self.database,
-            charset="utf8mb4",
-            autocommit=False,
-            connect_timeout=10,
-            cp_min=1,
-            cp_max=self.pool_size,
-            cp_reconnect=True,
-            cp_noisy=False,
-            cp_openfun=self._on_new_connection,
-            cp_reactor=reactor,
-        )
+        return self._pool(adbapi.ConnectionPool, reactor, self.pool_size, autocommit=False)
 
     def writer_pool(self, reactor):
         """
         The message writer's own connection: autocommit, so that a batch
         stored by one statement is committed by it, in one round trip.
         """
-        return _SelfCommittingPool(
+        return self._pool(_SelfCommittingPool, reactor, 1, autocommit=True)
+
+    def _pool(self, pool_class, reactor, size, autocommit):
+        return pool_class(
             "pymysql",
             host=self.host,
             port=self.port,
@@ -160,10 +147,10 @@ class MysqlEngine:
             password=self.password,
             database=self.database,
             charset="utf8mb4",
-            autocommit=True,
+            autocommit=autocommit,
             connect_timeout=10,
             cp_min=1,
-            cp_max=1,
+            cp_max=size,
             cp_reconnect=True,
             cp_noisy=False,
             cp_openfun=self._on_new_connection,
