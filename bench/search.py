@@ -34,7 +34,7 @@ from chatd.storage.migrations import (
     migrations,
     split_statements,
 )
-from chatd.stores.messages import ONE_TO_ONE, NewMessage, insert_batch_txn
+from chatd.stores.messages import ONE_TO_ONE, NewMessage, insert_batch_txn, participants
 from chatd.stores.search import catch_up_txn, parse_query, search_txn
 
 WORDS = ("lunch meeting project deadline coffee tomorrow weekend release "
@@ -89,13 +89,9 @@ class Bench:
                 user=parameters["user"], password=parameters["password"],
                 database=parameters["database"], charset="utf8mb4",
                 autocommit=False)
-        else:
-            import sqlite3
-
-            self.connection = sqlite3.connect(parameters["path"],
-                                              isolation_level=None)
-            self.connection.execute("PRAGMA journal_mode=WAL")
         self.engine = create_engine(kind, parameters)
+        if kind == "sqlite":
+            self.connection = self.engine.connect()
 
     def run(self, function, *args):
         cursor = self.connection.cursor()
@@ -135,7 +131,7 @@ class Bench:
             for _ in range(min(1000, count - start)):
                 a, b = rng.sample(ids, 2)
                 batch.append(NewMessage(a, None, ONE_TO_ONE, b, 1, _text(rng)))
-            self.run(insert_batch_txn, batch, 1000)
+            self.run(insert_batch_txn, batch, 1000, participants(batch))
         return ids
 
 

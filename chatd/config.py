@@ -228,8 +228,8 @@ class WebsocketConfig:
     )
     batch_size: int = _setting(
         256,
-        "Most messages stored in one transaction (group commit); one"
-        " statement on MySQL, so at most 512.",
+        "Most messages stored in one transaction (group commit); at most"
+        " 512, one MySQL statement's worth.",
         _between(1, 512),
     )
     batch_delay: float = _setting(

@@ -280,19 +280,21 @@ class MysqlReconnectTests(TestCase):
         self.assertTrue(self.flushLoggedErrors(ConnectionLost))
         self.flushLoggedErrors(database.engine.module.MySQLError)
 
-    async def test_batch_committed_before_a_lost_connection(self):
+    async def _store_losing_the_first_reply(self, run, first_client_id):
         """
-        A batch of messages whose INSERT committed on the writer's
-        autocommit connection just before the connection was lost is
-        retried, and the retry reports its messages as stored by it (to be
-        delivered), with their ids, not as resends.
+        Store two messages with C{run} (a L{Database} method), killing the
+        connection right after the first attempt's INSERT, as if its reply
+        were lost; the attempts' (retry, results), the result, and the
+        number of messages stored.
         """
+        from twisted.enterprise.adbapi import ConnectionLost
+
         from chatd.stores.messages import ONE_TO_ONE, NewMessage, insert_batch_txn
 
         database = await migrated_database(self)
         alice = await database.run("alice", _insert_user_txn, "u-a", "alice")
         bob = await database.run("bob", _insert_user_txn, "u-b", "bob")
-        batch = [NewMessage(alice, "c1", ONE_TO_ONE, bob, 1, "hi"),
+        batch = [NewMessage(alice, first_client_id, ONE_TO_ONE, bob, 1, "hi"),
                  NewMessage(bob, "c2", ONE_TO_ONE, alice, 1, "hello")]
         attempts = []
 
@@ -305,17 +307,37 @@ class MysqlReconnectTests(TestCase):
                 txn.execute("SELECT 1")
             return stored
 
-        stored = await database.run_writes("insert", lose_the_first_reply_txn)
-        [(first_retry, first), (second_retry, second)] = attempts
+        stored = await getattr(database, run)("insert", lose_the_first_reply_txn)
+        count = await database.run("count", _count_txn, "messages")
+        self.assertTrue(self.flushLoggedErrors(ConnectionLost))
+        self.flushLoggedErrors(database.engine.module.MySQLError)
+        return attempts, stored, count
+
+    async def test_batch_committed_before_a_lost_connection(self):
+        """
+        A batch of messages whose INSERT committed on the writer's
+        autocommit connection just before the connection was lost is
+        retried, and the retry reports its messages as stored by it (to be
+        delivered), with their ids, not as resends.
+        """
+        attempts, stored, count = await self._store_losing_the_first_reply(
+            "run_writes", "c1")
+        [(first_retry, first), (second_retry, _)] = attempts
         self.assertEqual((first_retry, second_retry), (False, True))
         self.assertEqual(stored, first)
         self.assertEqual([s.duplicate for s in stored], [False, False])
-        self.assertEqual(await database.run("count", _count_txn, "messages"), 2)
-        from twisted.enterprise.adbapi import ConnectionLost
+        self.assertEqual(count, 2)
 
-        self.assertTrue(self.flushLoggedErrors(ConnectionLost))
-        self.flushLoggedErrors(database.engine.module.MySQLError)
-
+    async def test_transaction_lost_before_its_commit(self):
+        """
+        A batch with a message without a client id is a transaction: a
+        connection lost after its INSERT, before the COMMIT, stores
+        nothing, and the retry stores each message once.
+        """
+        attempts, stored, count = await self._store_losing_the_first_reply("run", None)
+        self.assertEqual(len(attempts), 2)
+        self.assertEqual([s.duplicate for s in stored], [False, False])
+        self.assertEqual(count, 2)
 
 if ENGINE != "mysql":
     del MysqlReconnectTests

@@ -255,9 +255,46 @@ class MessageStoreTests(TestCase):
         later = await self.store.insert_batch(batch[:1], 6)
         self.assertEqual(same_time, later)
         self.assertEqual(later, [first[0]._replace(duplicate=True)])
+        # A resend of a message an earlier batch stored in the same
+        # millisecond (its id not above the floor) is a resend, retry or not.
+        fresh = self._text(self.bob, self.alice, "4", "d")
+        retried = await self.database.run_writes(
+            "retry", retried_txn, [batch[0], fresh], 5, set(), first[1].id)
+        self.assertEqual([s.duplicate for s in retried], [True, False])
         page = await self.store.conversation_page(
             conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=10)
-        self.assertEqual(sorted(m.content for m in page), ["1", "2", "3"])
+        self.assertEqual(sorted(m.content for m in page), ["1", "2", "3", "4"])
+
+    async def test_which_batches_commit_by_themselves(self):
+        """
+        Only a batch whose messages all have client ids, and that fits one
+        statement, goes to the writer connection (where MySQL commits each
+        statement by itself); any other is one transaction.
+        """
+        from chatd.stores import messages
+
+        await self._setup()
+        calls = []
+        for name in ("run", "run_writes"):
+            original = getattr(self.database, name)
+
+            def recorded(description, *args, _name=name, _original=original):
+                if description == "insert_messages":
+                    calls.append(_name)
+                return _original(description, *args)
+
+            self.patch(self.database, name, recorded)
+        await self.store.insert_batch([self._text(self.alice, self.bob, "a", "1"),
+                                       self._text(self.bob, self.alice, "b", "2")], 5)
+        await self.store.insert_batch([self._text(self.alice, self.bob, "c", "3"),
+                                       self._text(self.bob, self.alice, "no id")], 6)
+        self.patch(messages, "STATEMENT_BYTES", 1000)
+        await self.store.insert_batch([self._text(self.alice, self.bob, "x" * 200, "4"),
+                                       self._text(self.bob, self.alice, "y" * 200, "5")], 7)
+        self.assertEqual(calls, ["run_writes", "run", "run"])
+        page = await self.store.conversation_page(
+            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=10)
+        self.assertEqual(len(page), 6)
 
     async def test_batch_statements(self):
         """

@@ -176,9 +176,13 @@ class Messaging:
         if frame.contentType not in frames.STORED_CONTENT_TYPES:
             raise refuse(BadRequest, f"unknown contentType {frame.contentType}",
                          "bad_content_type")
-        if len(frame.clientMsgId) > 64 or not frame.clientMsgId.isascii():
-            raise refuse(BadRequest, "clientMsgId: at most 64 ASCII characters",
-                         "bad_client_msg_id")
+        client_msg_id = frame.clientMsgId
+        # MySQL compares ids ignoring trailing spaces ("a " is "a"), SQLite
+        # does not: such an id would mean different things on each.
+        if (len(client_msg_id) > 64 or not client_msg_id.isascii()
+                or client_msg_id.endswith(" ")):
+            raise refuse(BadRequest, "clientMsgId: at most 64 ASCII characters,"
+                         " not ending in a space", "bad_client_msg_id")
         message_type = frame.messageType or frames.ONE_TO_ONE
         if message_type not in (frames.ONE_TO_ONE, frames.GROUP):
             raise refuse(BadRequest, f"unknown messageType {frame.messageType}",

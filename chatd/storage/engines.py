@@ -8,12 +8,26 @@ transactions, and tells which errors are worth retrying.
 
 import functools
 import os
+import sqlite3
 
 from twisted.enterprise import adbapi
 
 # MySQL error numbers: deadlock, lock wait timeout, and lost connections.
 _MYSQL_DEADLOCKS = frozenset({1205, 1213})
 _MYSQL_LOST_CONNECTION = frozenset({2006, 2013, 2014, 2055})
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """
+    A connection that remembers its C{synchronous} setting (see
+    L{SqliteEngine.begin}); it opens with C{FULL}.
+    """
+
+    durable = True
+
+
+_SQLITE_CONNECT = dict(check_same_thread=False, isolation_level=None, timeout=30,
+                       factory=_SqliteConnection)
 
 
 class SqliteEngine:
@@ -25,9 +39,6 @@ class SqliteEngine:
 
     def __init__(self, path):
         self.path = path
-        self._durable = True
-        import sqlite3
-
         self.module = sqlite3
 
     def describe(self):
@@ -39,14 +50,20 @@ class SqliteEngine:
         return adbapi.ConnectionPool(
             "sqlite3",
             self.path,
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=30,
+            **_SQLITE_CONNECT,
             cp_min=1,
             cp_max=1,
             cp_openfun=self._on_new_connection,
             cp_reactor=reactor,
         )
+
+    def connect(self):
+        """
+        A connection set up as the pool's are, for synchronous tools.
+        """
+        connection = sqlite3.connect(self.path, **_SQLITE_CONNECT)
+        self._on_new_connection(connection)
+        return connection
 
     def writer_pool(self, reactor):
         """
@@ -58,7 +75,6 @@ class SqliteEngine:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA synchronous=FULL")
-        self._durable = True
 
     def begin(self, cursor, durable=True):
         """
@@ -67,9 +83,10 @@ class SqliteEngine:
         a crash may lose it whole, never in part, and the next durable
         commit's sync of the log covers it too.
         """
-        if durable != self._durable:
+        connection = cursor.connection
+        if durable != connection.durable:
             cursor.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
-            self._durable = durable
+            connection.durable = durable
         cursor.execute("BEGIN IMMEDIATE")
 
     def convert(self, sql):

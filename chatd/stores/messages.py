@@ -120,10 +120,12 @@ def _stored_from_row(row):
         recalled_at=None if row[16] is None else int(row[16]))
 
 
-# Rows in a batch insert (the most websocket.batch_size allows), or client
-# id pairs per lookup: a batch is one statement, one round trip on MariaDB.
-# (SQLite allows 32,766 parameters in a statement.)
+# Rows per MySQL INSERT (the most websocket.batch_size allows), or client
+# id pairs per lookup. (SQLite allows 32,766 parameters in a statement.)
 _CHUNK = 512
+# An INSERT's most bytes, well under MySQL's default max_allowed_packet
+# (16 MB in MariaDB 10.11, 64 MB in MySQL 8).
+STATEMENT_BYTES = 4 * 1024 * 1024
 # Conversations per statement in sync (SQLite allows 500 SELECTs in a
 # compound statement).
 _SOURCES = 100
@@ -143,23 +145,27 @@ def client_ids_query(pairs):
         f" WHERE {terms}", [value for pair in pairs for value in pair])
 
 
-def insert_batch_txn(txn, messages, created_at, new_participants):
+def insert_batch_txn(txn, messages, created_at, new_participants, floor_id=0):
     """
     Store C{messages} (L{NewMessage}s) at time C{created_at}, in order; a
     message whose sender already stored its client message id (earlier, or
     earlier in this batch) is not stored again.
 
-    Each statement may commit by itself (L{Database.run_writes}): the
-    participants are noted first, so sync finds a message as soon as it
-    is visible, and the messages are one statement, stored whole or not at
-    all. On MySQL, where each statement is a round trip, the insert is
-    tried first: resends are rare, and the unique index on C{(sender_id,
-    client_msg_id)} tells when one was among them; only then are the
-    stored ones looked up and left out. SQLite looks them up first: in
-    process that costs less than the savepoint a failed insert would need.
+    It may run where each statement commits by itself (see
+    L{MessageStore.insert_batch}): the participants are noted first, so
+    sync finds a message as soon as it is visible, and the messages are
+    then one statement, stored whole or not at all. On MySQL, where each
+    statement is a round trip, the insert is tried first: resends are
+    rare, and the unique index on C{(sender_id, client_msg_id)} tells when
+    one was among them; only then are the stored ones looked up and left
+    out. SQLite looks them up first: in process that costs less than the
+    savepoint a failed insert would need.
 
     @param new_participants: the (user id, conversation) pairs of the
         batch (L{participants}) to make sure of in C{user_conversations}.
+    @param floor_id: the highest message id the caller stored before this
+        batch: on a retry, a stored copy above it, at C{created_at}, was
+        stored by this batch's lost attempt (L{_unstored_txn}).
 
     @return: a L{Stored} for each message, in the same order.
     """
@@ -176,7 +182,7 @@ def insert_batch_txn(txn, messages, created_at, new_participants):
         new.append((index, message))
     results = [None] * len(messages)
     if txn.engine.name == "sqlite":
-        new = _unstored_txn(txn, new, results, created_at)
+        new = _unstored_txn(txn, new, results, created_at, floor_id)
         ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
     else:
         try:
@@ -184,7 +190,7 @@ def insert_batch_txn(txn, messages, created_at, new_participants):
         except Exception as error:
             if not txn.engine.is_duplicate(error):
                 raise
-            new = _unstored_txn(txn, new, results, created_at)
+            new = _unstored_txn(txn, new, results, created_at, floor_id)
             ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
     for (index, _), message_id in zip(new, ids, strict=True):
         results[index] = Stored(message_id, created_at)
@@ -195,23 +201,23 @@ def insert_batch_txn(txn, messages, created_at, new_participants):
     return results
 
 
-def _unstored_txn(txn, new, results, created_at):
+def _unstored_txn(txn, new, results, created_at, floor_id):
     """
     The (index, message) pairs of C{new} whose client message id is not
     stored yet; the L{Stored} of each other one goes in C{results} at its
     index: a duplicate, unless this is a retry and it was stored at
-    C{created_at}, this batch's own time. Then it is this batch's message,
-    stored by the attempt whose reply was lost, and it still has to be
-    delivered.
+    C{created_at} with an id above C{floor_id}. Then it is this batch's
+    message, stored by the attempt whose reply was lost, and it still has
+    to be delivered.
     """
-    ours = created_at if txn.retry else None
     pairs = sorted({(m.sender_id, m.client_msg_id) for _, m in new if m.client_msg_id})
     known = {}
     for start in range(0, len(pairs), _CHUNK):
         txn.execute(*client_ids_query(pairs[start:start + _CHUNK]))
         for sender_id, client_msg_id, message_id, when in txn.fetchall():
+            ours = txn.retry and int(when) == created_at and int(message_id) > floor_id
             known[(int(sender_id), client_msg_id)] = Stored(
-                int(message_id), int(when), duplicate=int(when) != ours)
+                int(message_id), int(when), duplicate=not ours)
     unstored = []
     for index, message in new:
         stored = known.get((message.sender_id, message.client_msg_id))
@@ -274,18 +280,47 @@ def _insert_rows_sqlite_txn(txn, rows):
 
 def _insert_rows_txn(txn, rows):
     """
-    Insert message C{rows} in one multi-row INSERT, so all or none (a
-    batch is at most C{_CHUNK} rows: C{websocket.batch_size}); their ids,
-    in order.
+    Insert message C{rows} in multi-row INSERTs of at most C{_CHUNK} rows
+    and about C{STATEMENT_BYTES} (one, for a batch that L{one_statement}
+    allows); their ids, in order.
     """
-    if not rows:
-        return []
-    if len(rows) > _CHUNK:
-        raise ValueError(f"at most {_CHUNK} messages are stored at once")
-    txn.execute_values(_INSERT, rows, " RETURNING id")
-    # One statement numbers its rows in order, whatever order RETURNING
-    # lists them in.
-    return sorted(int(row[0]) for row in txn.fetchall())
+    ids = []
+    for chunk in _statements(rows):
+        txn.execute_values(_INSERT, chunk, " RETURNING id")
+        # One statement numbers its rows in order, whatever order RETURNING
+        # lists them in.
+        ids.extend(sorted(int(row[0]) for row in txn.fetchall()))
+    return ids
+
+
+def _statements(rows):
+    chunk, size = [], 0
+    for row in rows:
+        row_size = _row_bytes(row)
+        if chunk and (len(chunk) == _CHUNK or size + row_size > STATEMENT_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(row)
+        size += row_size
+    if chunk:
+        yield chunk
+
+
+def _row_bytes(row):
+    # At most: four bytes a character, each escaped to two, plus numbers.
+    return 8 * sum(len(value) for value in row if value.__class__ is str) + 100
+
+
+def one_statement(messages):
+    """
+    Whether MySQL stores C{messages} in one INSERT, and a retry after a
+    lost reply can tell what that INSERT stored: each has a client id, and
+    together they fit one statement.
+    """
+    return (len(messages) <= _CHUNK
+            and all(m.client_msg_id for m in messages)
+            and sum(_row_bytes((m.content, m.url, m.client_msg_id, m.conversation))
+                    for m in messages) <= STATEMENT_BYTES)
 
 
 def participants(messages):
@@ -410,20 +445,29 @@ class MessageStore:
         self._database = database
         self._known = set()
         self._known_max = known_participants_max
+        self._floor_id = 0
 
     async def insert_batch(self, messages, created_at):
         """
-        Store a batch of L{NewMessage}s in one transaction; see
-        L{insert_batch_txn}.
+        Store a batch of L{NewMessage}s; see L{insert_batch_txn}.
+
+        A batch that L{one_statement} allows goes to the writer connection
+        (L{Database.run_writes}: on MySQL one INSERT that commits itself).
+        Any other is one transaction: a message without a client id could
+        not be told from a copy of itself after a retry, had an INSERT
+        committed without its reply.
         """
         messages = list(messages)
         pairs = participants(messages) - self._known
-        results = await self._database.run_writes(
-            "insert_messages", insert_batch_txn, messages, created_at, pairs)
+        run = (self._database.run_writes if one_statement(messages)
+               else self._database.run)
+        results = await run("insert_messages", insert_batch_txn, messages,
+                            created_at, pairs, self._floor_id)
         # Committed: every pair of the batch is stored now.
         if len(self._known) > self._known_max:
             self._known.clear()
         self._known.update(pairs)
+        self._floor_id = max([self._floor_id, *(r.id for r in results)])
         return results
 
     async def since(self, user_id, group_ids, after_id, limit):
