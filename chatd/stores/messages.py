@@ -317,19 +317,28 @@ def one_statement(messages):
     lost reply can tell what that INSERT stored: each has a client id, and
     together they fit one statement.
     """
-    return (len(messages) <= _CHUNK
-            and all(m.client_msg_id for m in messages)
-            and sum(_row_bytes((m.content, m.url, m.client_msg_id, m.conversation))
-                    for m in messages) <= STATEMENT_BYTES)
+    if len(messages) > _CHUNK:
+        return False
+    text = 0
+    for m in messages:
+        if not m.client_msg_id:
+            return False
+        text += len(m.content) + len(m.url)
+    # As _row_bytes counts, with the longest conversation and client id.
+    return 8 * text + (8 * (48 + 64) + 100) * len(messages) <= STATEMENT_BYTES
 
 
 def participants(messages):
     """
     The (user id, conversation) pairs of the one-to-one C{messages}.
     """
-    return {(user_id, m.conversation) for m in messages
-            if m.message_type == ONE_TO_ONE
-            for user_id in (m.sender_id, m.recipient_id)}
+    pairs = set()
+    for m in messages:
+        if m.message_type == ONE_TO_ONE:
+            conversation = m.conversation
+            pairs.add((m.sender_id, conversation))
+            pairs.add((m.recipient_id, conversation))
+    return pairs
 
 
 def _record_participants_txn(txn, pairs):
