@@ -265,6 +265,31 @@ class MessageStoreTests(TestCase):
             conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=10)
         self.assertEqual(sorted(m.content for m in page), ["1", "2", "3", "4"])
 
+    async def test_resend_in_a_batch_of_several_statements(self):
+        """
+        A batch too large for one statement, with a resend and id-less
+        messages, stores each new message once and reports only the
+        resend as one.
+        """
+        from chatd.stores import messages
+
+        await self._setup()
+        [old] = await self.store.insert_batch(
+            [self._text(self.alice, self.bob, "old", "c0")], 5)
+        self.patch(messages, "STATEMENT_BYTES", 1000)
+        batch = [self._text(self.alice, self.bob, "x" * 100),
+                 self._text(self.alice, self.bob, "y" * 100, "c1"),
+                 self._text(self.bob, self.alice, "z" * 100),
+                 self._text(self.alice, self.bob, "old", "c0")]
+        stored = await self.store.insert_batch(batch, 6)
+        self.assertEqual([s.duplicate for s in stored], [False, False, False, True])
+        self.assertEqual(stored[3], old._replace(duplicate=True))
+        page = await self.store.conversation_page(
+            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=10)
+        self.assertEqual([(m.id, m.content[:1]) for m in reversed(page)],
+                         [(old.id, "o"), (stored[0].id, "x"), (stored[1].id, "y"),
+                          (stored[2].id, "z")])
+
     async def test_which_batches_commit_by_themselves(self):
         """
         Only a batch whose messages all have client ids, and that fits one

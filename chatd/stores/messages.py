@@ -159,7 +159,9 @@ def insert_batch_txn(txn, messages, created_at, new_participants, floor_id=0):
     rare, and the unique index on C{(sender_id, client_msg_id)} tells when
     one was among them; only then are the stored ones looked up and left
     out. SQLite looks them up first: in process that costs less than the
-    savepoint a failed insert would need.
+    savepoint a failed insert would need. So does a MySQL batch too large
+    for one statement: a later statement's failure would leave the rows of
+    the earlier ones in the transaction.
 
     @param new_participants: the (user id, conversation) pairs of the
         batch (L{participants}) to make sure of in C{user_conversations}.
@@ -181,7 +183,7 @@ def insert_batch_txn(txn, messages, created_at, new_participants, floor_id=0):
             first_copy[key] = index
         new.append((index, message))
     results = [None] * len(messages)
-    if txn.engine.name == "sqlite":
+    if txn.engine.name == "sqlite" or not _fits_one_statement([m for _, m in new]):
         new = _unstored_txn(txn, new, results, created_at, floor_id)
         ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
     else:
@@ -317,12 +319,15 @@ def one_statement(messages):
     lost reply can tell what that INSERT stored: each has a client id, and
     together they fit one statement.
     """
+    return (all(m.client_msg_id for m in messages)
+            and _fits_one_statement(messages))
+
+
+def _fits_one_statement(messages):
     if len(messages) > _CHUNK:
         return False
     text = 0
     for m in messages:
-        if not m.client_msg_id:
-            return False
         text += len(m.content) + len(m.url)
     # As _row_bytes counts, with the longest conversation and client id.
     return 8 * text + (8 * (48 + 64) + 100) * len(messages) <= STATEMENT_BYTES
