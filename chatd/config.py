@@ -200,11 +200,12 @@ class WebsocketConfig:
         _positive,
     )
     autoping_interval: float = _setting(
-        30.0, "Seconds between server pings to each client; 0 disables them.",
+        30.0, "Seconds a client may be silent before the server pings it;"
+        " 0 disables pings.",
         _not_negative,
     )
     autoping_timeout: float = _setting(
-        20.0, "Seconds a client has to answer a ping before it is dropped.",
+        20.0, "Seconds a pinged client may stay silent before it is dropped.",
         _positive,
     )
     max_connections_per_user: int = _setting(

@@ -523,6 +523,24 @@ class RefusalTests(WebSocketTestCase):
         alice.transport.resumeProducing()
         await alice.lost
 
+    async def test_live_peers_kept(self):
+        """
+        A peer that answers the server's pings stays connected, however
+        long it sends nothing else.
+        """
+        await self.start(websocket_autoping_interval=0.1,
+                         websocket_autoping_timeout=0.1)
+        await self.connect(self.alice)
+        hub = self.service.realtime.hub
+        [connection] = hub.connections_of(self.alice.id)
+        for _ in range(20):
+            if connection.ping_sent is not None and connection.last_heard > connection.ping_sent:
+                break
+            await sleep(0.05)
+        self.assertGreater(connection.last_heard, connection.ping_sent)
+        await sleep(0.5)
+        self.assertTrue(hub.is_connected(self.alice.id))
+
     async def test_registered_frame_handler(self):
         """
         Other parts (calls, receipts) add frame kinds through the factory;

@@ -10,6 +10,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 
 from chatd.ws.compact import protocol_for_options
 from chatd.ws.framing import server_frame
+from chatd.ws.keepalive import KeepAlive
 from chatd.ws.protocol import ChatServerProtocol
 
 
@@ -49,9 +50,8 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             maxMessagePayloadSize=c.max_message_bytes,
             openHandshakeTimeout=c.open_handshake_timeout,
             closeHandshakeTimeout=c.close_handshake_timeout,
-            autoPingInterval=c.autoping_interval,
-            autoPingTimeout=c.autoping_timeout,
-            autoPingRestartOnAnyTraffic=True,
+            # Pings are chatd.ws.keepalive's sweep, not a timer each.
+            autoPingInterval=0,
             failByDrop=False,
         )
 
@@ -100,6 +100,7 @@ class Realtime:
     messaging: object
     factory: ChatWebSocketFactory
     resource: ChatWebSocketResource
+    keepalive: object
     calls: object = None
 
 
@@ -109,9 +110,9 @@ def build_realtime(config, database, reactor, parts):
     WebSocket factory and resource, over the shared L{chatd.parts.Parts}
     (stores, token service, file store, change events).
 
-    The writer and the Hub are services: put them in the service tree
-    after the database and before the listeners, in that order (the Hub
-    starts and stops the factory). Mount C{resource} at C{/socket.io}.
+    The writer, the Hub and the keep-alive sweep are services: put them in
+    the service tree after the database and before the listeners, in that
+    order (the Hub starts and stops the factory). Mount C{resource} at C{/socket.io}.
     """
     from chatd.batching import BatchWriter
     from chatd.call_log import build_calls
@@ -135,5 +136,7 @@ def build_realtime(config, database, reactor, parts):
     hub.set_prepare(server_frame)
     hub.manage_factory(factory)
     calls = build_calls(config, hub, writer, messaging, factory, reactor)
+    keepalive = KeepAlive(hub.all_connections, reactor, ws.autoping_interval,
+                          ws.autoping_timeout)
     return Realtime(writer, hub, messaging, factory,
-                    ChatWebSocketResource(factory), calls)
+                    ChatWebSocketResource(factory), keepalive, calls)

@@ -39,6 +39,7 @@ from chatd.errors import ChatError, TooManyRequests, Unauthorized
 from chatd.protocol import frames
 from chatd.ws.compact import CompactConnection
 from chatd.ws.framing import LeanFraming, server_frame
+from chatd.ws.keepalive import KeepAliveConnection
 
 # Close codes chatd uses besides the standard ones (1000 normal, 1001 going
 # away, 1009 message too big).
@@ -107,7 +108,8 @@ class OutgoingBuffer:
         return waiter
 
 
-class ChatServerProtocol(CompactConnection, LeanFraming, WebSocketServerProtocol):
+class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
+                         WebSocketServerProtocol):
     """
     One client connection. Its factory (L{chatd.ws.factory.ChatWebSocketFactory})
     provides C{hub}, C{messaging}, C{tokens}, C{users}, C{settings}.
