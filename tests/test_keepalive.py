@@ -16,8 +16,7 @@ class _Autobahn:
 
     STATE_OPEN = 3
 
-    def __init__(self, clock):
-        self.factory = type("Factory", (), {"reactor": clock})()
+    def __init__(self):
         self.state = self.STATE_OPEN
         self.events = []
 
@@ -33,7 +32,9 @@ class _Autobahn:
 
 
 class _Connection(KeepAliveConnection, _Autobahn):
-    pass
+    def __init__(self, clock):
+        super().__init__()
+        self.monotonic = clock.seconds
 
 
 class KeepAliveTests(SynchronousTestCase):
@@ -41,7 +42,7 @@ class KeepAliveTests(SynchronousTestCase):
         self.clock = Clock()
         self.connections = []
         self.service = KeepAlive(lambda: self.connections, self.clock,
-                                 interval=30, timeout=20)
+                                 interval=30, timeout=20, monotonic=self.clock.seconds)
         self.service.startService()
         self.addCleanup(self.service.stopService)
 
@@ -100,12 +101,25 @@ class KeepAliveTests(SynchronousTestCase):
         self.assertNotIn("ping", busy.events)
         self.assertIn("dropped", quiet.events)
 
+    def test_real_connections_use_a_monotonic_clock(self):
+        """
+        Outside tests both sides read time.monotonic, which a wall clock
+        stepped back does not move.
+        """
+        import time
+
+        from chatd.ws.protocol import ChatServerProtocol
+
+        self.assertIs(ChatServerProtocol.monotonic, time.monotonic)
+        self.assertIs(KeepAlive(list, self.clock, 1, 1)._monotonic, time.monotonic)
+
     def test_off(self):
         """
         An interval of 0 turns the sweep off.
         """
         self.service.stopService()
-        service = KeepAlive(lambda: self.connections, self.clock, interval=0, timeout=20)
+        service = KeepAlive(lambda: self.connections, self.clock, interval=0, timeout=20,
+                            monotonic=self.clock.seconds)
         service.startService()
         connection = self.connect()
         self.advance(1000, step=10)

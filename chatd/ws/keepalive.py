@@ -10,6 +10,8 @@ every C{min(interval, timeout) / 4} seconds, so a ping or a drop comes at
 most that much late.
 """
 
+import time
+
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -23,16 +25,18 @@ class KeepAliveConnection:
     Autobahn class in the bases): it notes when it last heard from its
     peer, and L{keep_alive} pings or drops it.
 
-    @ivar last_heard: when bytes last came in (the factory's reactor's
-        clock).
+    @ivar last_heard: when bytes last came in, on C{monotonic}'s clock
+        (a wall clock stepped back would make an answered ping look
+        unanswered).
     @ivar ping_sent: when the last ping went out, or None.
     """
 
+    monotonic = staticmethod(time.monotonic)
     last_heard = 0.0
     ping_sent = None
 
     def dataReceived(self, data):
-        self.last_heard = self.factory.reactor.seconds()
+        self.last_heard = self.monotonic()
         super().dataReceived(data)
 
     def keep_alive(self, now, interval, timeout):
@@ -55,14 +59,17 @@ class KeepAlive(Service):
     """
     @param connections: a callable returning the open
         L{KeepAliveConnection}s (the Hub's C{all_connections}).
-    @param clock: an L{IReactorTime}, the connections' factory's reactor.
+    @param clock: an L{IReactorTime} that runs the sweep.
     @param interval: seconds of silence before a ping; 0 turns pings off.
     @param timeout: seconds a peer has to answer a ping.
+    @param monotonic: the connections' clock (L{KeepAliveConnection}).
     """
 
-    def __init__(self, connections, clock, interval, timeout):
+    def __init__(self, connections, clock, interval, timeout,
+                 monotonic=time.monotonic):
         self._connections = connections
         self._clock = clock
+        self._monotonic = monotonic
         self._interval = interval
         self._timeout = timeout
         self._loop = None
@@ -86,9 +93,9 @@ class KeepAlive(Service):
         Ping the connections silent for too long; drop those that did not
         answer in time.
         """
-        now = self._clock.seconds()
+        now = self._monotonic()
         for connection in self._connections():
             try:
                 connection.keep_alive(now, self._interval, self._timeout)
             except Exception:
-                log.failure("Keep-alive of {user} failed", user=connection.user.username)
+                log.failure("Keep-alive of {connection!r} failed", connection=connection)
