@@ -102,6 +102,8 @@ class Messaging:
 
     def check_sender(self, connection, frame):
         """
+        The protocol makes this check on every frame, before its handler.
+
         @raise Forbidden: the frame claims to be from someone else.
         """
         claimed = _get_from(frame)
@@ -124,7 +126,6 @@ class Messaging:
         if not frame.to:
             return ensureDeferred(self.broadcast(connection, frame))
         try:
-            self.check_sender(connection, frame)
             # Nothing of this connection's being prepared: a text message
             # whose routing facts are cached is stored at once.
             prepared = (None if connection in self._tails
@@ -194,9 +195,9 @@ class Messaging:
         L{_prepare} for a text message whose routing facts are in the Hub's
         caches; None for anything else.
         """
-        message_type = self._check(frame)
         if frame.contentType != frames.TEXT or frame.file:
             return None
+        message_type = self._check(frame)
         user = connection.user
         addressee = addressing.resolve_cached(
             self._hub, user, frame.to, message_type, allow_self=True)
@@ -285,7 +286,6 @@ class Messaging:
         never stored; handed to the call manager (L{set_relay_handler}),
         which relays them only within a call.
         """
-        self.check_sender(connection, frame)
         if not frame.to:
             return await self.broadcast(connection, frame)
         if self._relay_handler is None:
