@@ -6,6 +6,7 @@ unanswered ping, one sweep for every connection.
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatd.ws import keepalive
 from chatd.ws.keepalive import KeepAlive, KeepAliveConnection
 
 
@@ -32,22 +33,21 @@ class _Autobahn:
 
 
 class _Connection(KeepAliveConnection, _Autobahn):
-    def __init__(self, clock):
-        super().__init__()
-        self.monotonic = clock.seconds
+    pass
 
 
 class KeepAliveTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
+        self.patch(keepalive, "monotonic", self.clock.seconds)
         self.connections = []
         self.service = KeepAlive(lambda: self.connections, self.clock,
-                                 interval=30, timeout=20, monotonic=self.clock.seconds)
+                                 interval=30, timeout=20)
         self.service.startService()
         self.addCleanup(self.service.stopService)
 
     def connect(self):
-        connection = _Connection(self.clock)
+        connection = _Connection()
         connection.dataReceived(b"handshake")
         self.connections.append(connection)
         return connection
@@ -101,27 +101,40 @@ class KeepAliveTests(SynchronousTestCase):
         self.assertNotIn("ping", busy.events)
         self.assertIn("dropped", quiet.events)
 
-    def test_real_connections_use_a_monotonic_clock(self):
+    def test_one_failure_does_not_stop_the_sweep(self):
         """
-        Outside tests both sides read time.monotonic, which a wall clock
-        stepped back does not move.
+        A connection whose keep-alive raises is logged; the others in the
+        same sweep, and later sweeps, go on.
         """
-        import time
-
-        from chatd.ws.protocol import ChatServerProtocol
-
-        self.assertIs(ChatServerProtocol.monotonic, time.monotonic)
-        self.assertIs(KeepAlive(list, self.clock, 1, 1)._monotonic, time.monotonic)
+        broken = self.connect()
+        broken.keep_alive = lambda now, interval, timeout: 1 / 0
+        healthy = self.connect()
+        self.advance(30)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 6)
+        self.assertEqual(healthy.events[1:], ["ping"])
+        self.advance(20)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 4)
+        self.assertEqual(healthy.events[1:], ["ping", "dropped"])
 
     def test_off(self):
         """
         An interval of 0 turns the sweep off.
         """
         self.service.stopService()
-        service = KeepAlive(lambda: self.connections, self.clock, interval=0, timeout=20,
-                            monotonic=self.clock.seconds)
+        service = KeepAlive(lambda: self.connections, self.clock, interval=0, timeout=20)
         service.startService()
         connection = self.connect()
         self.advance(1000, step=10)
         self.assertEqual(connection.events, [("data", b"handshake")])
         self.assertFalse(self.clock.getDelayedCalls())
+
+
+class ClockTests(SynchronousTestCase):
+    def test_a_monotonic_clock(self):
+        """
+        The sweep and the connections read time.monotonic, which a wall
+        clock stepped back does not move.
+        """
+        import time
+
+        self.assertIs(keepalive.monotonic, time.monotonic)

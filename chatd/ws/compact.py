@@ -56,6 +56,7 @@ IDLE_STATE = {
     "openHandshakeTimeoutCall": None,
     "closeHandshakeTimeoutCall": None,
     "autoPingTimeoutCall": None,
+    "autoPingPendingCall": None,
     "autoPingPending": None,
     "autoPingPendingSent": None,
     "autoPingPendingSeq": 0,

@@ -85,8 +85,6 @@ class LeanFraming:
         stats = self.trafficStats
         stats.incomingWebSocketFrames += 1
         stats.incomingWebSocketMessages += 1
-        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
-            self._cancelAutoPingTimeoutCall()
         self._onMessage(payload, True)
         return len(self.data) > 0
 

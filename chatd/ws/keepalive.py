@@ -18,6 +18,10 @@ from twisted.logger import Logger
 
 log = Logger()
 
+# The clock of the sweep and of the connections: a wall clock stepped back
+# would make an answered ping look unanswered.
+monotonic = time.monotonic
+
 
 class KeepAliveConnection:
     """
@@ -25,18 +29,15 @@ class KeepAliveConnection:
     Autobahn class in the bases): it notes when it last heard from its
     peer, and L{keep_alive} pings or drops it.
 
-    @ivar last_heard: when bytes last came in, on C{monotonic}'s clock
-        (a wall clock stepped back would make an answered ping look
-        unanswered).
+    @ivar last_heard: when bytes last came in, on L{monotonic}'s clock.
     @ivar ping_sent: when the last ping went out, or None.
     """
 
-    monotonic = staticmethod(time.monotonic)
     last_heard = 0.0
     ping_sent = None
 
     def dataReceived(self, data):
-        self.last_heard = self.monotonic()
+        self.last_heard = monotonic()
         super().dataReceived(data)
 
     def keep_alive(self, now, interval, timeout):
@@ -62,14 +63,11 @@ class KeepAlive(Service):
     @param clock: an L{IReactorTime} that runs the sweep.
     @param interval: seconds of silence before a ping; 0 turns pings off.
     @param timeout: seconds a peer has to answer a ping.
-    @param monotonic: the connections' clock (L{KeepAliveConnection}).
     """
 
-    def __init__(self, connections, clock, interval, timeout,
-                 monotonic=time.monotonic):
+    def __init__(self, connections, clock, interval, timeout):
         self._connections = connections
         self._clock = clock
-        self._monotonic = monotonic
         self._interval = interval
         self._timeout = timeout
         self._loop = None
@@ -93,7 +91,7 @@ class KeepAlive(Service):
         Ping the connections silent for too long; drop those that did not
         answer in time.
         """
-        now = self._monotonic()
+        now = monotonic()
         for connection in self._connections():
             try:
                 connection.keep_alive(now, self._interval, self._timeout)
