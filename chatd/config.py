@@ -20,6 +20,8 @@ import typing
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from chatd.stores.messages import MAX_BATCH
+
 
 class ConfigError(Exception):
     """
@@ -230,8 +232,8 @@ class WebsocketConfig:
     batch_size: int = _setting(
         256,
         "Most messages stored in one transaction (group commit); at most"
-        " 512, one MySQL statement's worth.",
-        _between(1, 512),
+        f" {MAX_BATCH}, one MySQL statement's worth.",
+        _between(1, MAX_BATCH),
     )
     batch_delay: float = _setting(
         0.0,

@@ -88,6 +88,15 @@ class LoadConfigTests(SynchronousTestCase):
         self.assertConfigError('[database]\npool_size = "5"\n',
                                "database.pool_size", "must be an integer")
 
+    def test_batch_size_at_most_one_statement(self):
+        """
+        A batch is at most what one MySQL statement of the writer takes.
+        """
+        self.assertConfigError("[websocket]\nbatch_size = 513\n",
+                               "websocket.batch_size", "between 1 and 512")
+        self.assertConfigError("[websocket]\nbatch_size = 0\n",
+                               "websocket.batch_size", "between 1 and 512")
+
     def test_boolean_is_not_an_integer(self):
         self.assertConfigError("[database]\npool_size = true\n",
                                "database.pool_size", "must be an integer")

@@ -40,6 +40,14 @@ class MessageStoreTests(TestCase):
         return NewMessage(sender.id, client_id, message_type, recipient.id, 1,
                           content)
 
+    async def _history(self):
+        """
+        The stored messages between alice and bob, oldest first.
+        """
+        page = await self.store.conversation_page(
+            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=100)
+        return list(reversed(page))
+
     async def test_insert_assigns_ids_in_order(self):
         await self._setup()
         stored = await self.store.insert_batch(
@@ -189,24 +197,24 @@ class MessageStoreTests(TestCase):
         """
         Each message's returned id is the id of its own row, resends in and
         before the batch included, over several lookups' worth of client
-        ids.
+        ids and insert statements.
         """
         from chatd.stores import messages
 
-        self.patch(messages, "_CHUNK", 5)
+        self.patch(messages, "_CHUNK", 2)
         await self._setup()
         [first] = await self.store.insert_batch(
             [self._text(self.alice, self.bob, "old", "c0")], 5)
         batch = [self._text(self.alice, self.bob, f"m{n}", f"c{n % 5}")
                  for n in range(10)]
         stored = await self.store.insert_batch(batch, 6)
-        page = await self.store.conversation_page(
-            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=100)
-        content_by_id = {m.id: m.content for m in page}
+        content_by_id = {m.id: m.content for m in await self._history()}
         self.assertEqual(stored[0].id, first.id)
         expected = ["old", "m1", "m2", "m3", "m4", "old", "m1", "m2", "m3", "m4"]
         self.assertEqual([content_by_id[s.id] for s in stored], expected)
         self.assertEqual([s.duplicate for s in stored], [True] + [False] * 4 + [True] * 5)
+        # A copy carries the time its message was stored at.
+        self.assertEqual([s.created_at for s in stored], [5, 6, 6, 6, 6, 5, 6, 6, 6, 6])
 
     async def test_resend_amid_new_messages(self):
         """
@@ -223,9 +231,7 @@ class MessageStoreTests(TestCase):
         stored = await self.store.insert_batch(batch, 6)
         self.assertEqual([s.duplicate for s in stored], [False, False, True, False])
         self.assertEqual(stored[2], old._replace(duplicate=True))
-        page = await self.store.conversation_page(
-            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=100)
-        self.assertEqual([(m.id, m.content) for m in reversed(page)],
+        self.assertEqual([(m.id, m.content) for m in await self._history()],
                          [(old.id, "old"), (stored[0].id, "new1"),
                           (stored[1].id, "new2"), (stored[3].id, "new3")])
 
@@ -261,9 +267,50 @@ class MessageStoreTests(TestCase):
         retried = await self.database.run_writes(
             "retry", retried_txn, [batch[0], fresh], 5, set(), first[1].id)
         self.assertEqual([s.duplicate for s in retried], [True, False])
-        page = await self.store.conversation_page(
-            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=10)
-        self.assertEqual(sorted(m.content for m in page), ["1", "2", "3", "4"])
+        self.assertEqual(sorted(m.content for m in await self._history()),
+                         ["1", "2", "3", "4"])
+
+    async def test_floor_kept_by_the_store(self):
+        """
+        The store keeps the highest id it stored, so a retry of a later
+        batch at the same time takes a resend of an earlier message for a
+        resend, not for its own.
+        """
+        from chatd.storage.database import Database
+
+        await self._setup()
+        [first] = await self.store.insert_batch(
+            [self._text(self.alice, self.bob, "1", "a")], 5)
+
+        def as_a_retry(cursor, durable, retry, function, args, kwargs):
+            return Database._transaction(self.database, cursor, durable, True,
+                                         function, args, kwargs)
+
+        self.patch(self.database, "_transaction", as_a_retry)
+        stored = await self.store.insert_batch(
+            [self._text(self.alice, self.bob, "1 again", "a"),
+             self._text(self.bob, self.alice, "2", "b")], 5)
+        self.assertEqual(stored[0], first._replace(duplicate=True))
+        self.assertFalse(stored[1].duplicate)
+        self.assertEqual([m.content for m in await self._history()], ["1", "2"])
+
+    def test_statement_slices(self):
+        """
+        MySQL INSERTs are cut at C{_CHUNK} rows and at C{STATEMENT_BYTES},
+        by the same count that decides whether a batch fits one.
+        """
+        from chatd.stores import messages
+
+        self.patch(messages, "_CHUNK", 3)
+        self.patch(messages, "STATEMENT_BYTES", 6000)
+        short = [NewMessage(1, None, ONE_TO_ONE, 2, 1, "x")] * 7
+        self.assertEqual(messages._statement_slices(short), [(0, 3), (3, 6), (6, 7)])
+        long = [NewMessage(1, None, ONE_TO_ONE, 2, 1, "x" * 200)] * 3
+        self.assertEqual(messages._statement_slices(long), [(0, 2), (2, 3)])
+        self.assertTrue(messages._fits_one_statement(long[:2]))
+        self.assertFalse(messages._fits_one_statement(long))
+        self.assertFalse(messages._fits_one_statement(short[:4]))
+        self.assertEqual(messages._statement_slices([]), [])
 
     async def test_resend_in_a_batch_of_several_statements(self):
         """
@@ -284,9 +331,7 @@ class MessageStoreTests(TestCase):
         stored = await self.store.insert_batch(batch, 6)
         self.assertEqual([s.duplicate for s in stored], [False, False, False, True])
         self.assertEqual(stored[3], old._replace(duplicate=True))
-        page = await self.store.conversation_page(
-            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=10)
-        self.assertEqual([(m.id, m.content[:1]) for m in reversed(page)],
+        self.assertEqual([(m.id, m.content[:1]) for m in await self._history()],
                          [(old.id, "o"), (stored[0].id, "x"), (stored[1].id, "y"),
                           (stored[2].id, "z")])
 
@@ -317,9 +362,7 @@ class MessageStoreTests(TestCase):
         await self.store.insert_batch([self._text(self.alice, self.bob, "x" * 200, "4"),
                                        self._text(self.bob, self.alice, "y" * 200, "5")], 7)
         self.assertEqual(calls, ["run_writes", "run", "run"])
-        page = await self.store.conversation_page(
-            conversation_key(ONE_TO_ONE, self.alice.id, self.bob.id), limit=10)
-        self.assertEqual(len(page), 6)
+        self.assertEqual(len(await self._history()), 6)
 
     async def test_batch_statements(self):
         """

@@ -120,9 +120,11 @@ def _stored_from_row(row):
         recalled_at=None if row[16] is None else int(row[16]))
 
 
-# Rows per MySQL INSERT (the most websocket.batch_size allows), or client
-# id pairs per lookup. (SQLite allows 32,766 parameters in a statement.)
-_CHUNK = 512
+# The most messages in a batch (websocket.batch_size): rows per MySQL
+# INSERT, or client id pairs per lookup. (SQLite allows 32,766 parameters
+# in a statement.)
+MAX_BATCH = 512
+_CHUNK = MAX_BATCH
 # An INSERT's most bytes, well under MySQL's default max_allowed_packet
 # (16 MB in MariaDB 10.11, 64 MB in MySQL 8).
 STATEMENT_BYTES = 4 * 1024 * 1024
@@ -183,17 +185,19 @@ def insert_batch_txn(txn, messages, created_at, new_participants, floor_id=0):
             first_copy[key] = index
         new.append((index, message))
     results = [None] * len(messages)
+    rows = dict(zip((index for index, _ in new),
+                    _rows_txn(txn, [m for _, m in new], created_at), strict=True))
     if txn.engine.name == "sqlite" or not _fits_one_statement([m for _, m in new]):
         new = _unstored_txn(txn, new, results, created_at, floor_id)
-        ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
+        ids = _insert_txn(txn, new, rows)
     else:
         try:
-            ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
+            ids = _insert_txn(txn, new, rows)
         except Exception as error:
             if not txn.engine.is_duplicate(error):
                 raise
             new = _unstored_txn(txn, new, results, created_at, floor_id)
-            ids = _insert_messages_txn(txn, [m for _, m in new], created_at)
+            ids = _insert_txn(txn, new, rows)
     for (index, _), message_id in zip(new, ids, strict=True):
         results[index] = Stored(message_id, created_at)
     for index, message in enumerate(messages):
@@ -230,17 +234,33 @@ def _unstored_txn(txn, new, results, created_at, floor_id):
     return unstored
 
 
-def _insert_messages_txn(txn, messages, created_at):
+def _rows_txn(txn, messages, created_at):
     """
-    Insert C{messages} at C{created_at}; their ids, in order.
+    The rows that store C{messages} at C{created_at}.
     """
     file_ids = _file_ids_txn(txn, [m.url for m in messages if m.url])
-    rows = [(m.conversation, m.sender_id, m.client_msg_id or None,
+    return [(m.conversation, m.sender_id, m.client_msg_id or None,
              m.message_type, m.recipient_id, m.content_type, m.content, m.url,
              file_ids.get(m.url), created_at) for m in messages]
+
+
+def _insert_txn(txn, new, rows):
+    """
+    Insert the (index, message) pairs C{new}, whose rows C{rows} holds by
+    index; their ids, in order.
+    """
+    if not new:
+        return []
+    ordered = [rows[index] for index, _ in new]
     if txn.engine.name == "sqlite":
-        return _insert_rows_sqlite_txn(txn, rows)
-    return _insert_rows_txn(txn, rows)
+        return _insert_rows_sqlite_txn(txn, ordered)
+    ids = []
+    for start, end in _statement_slices([m for _, m in new]):
+        txn.execute_values(_INSERT, ordered[start:end], " RETURNING id")
+        # One statement numbers its rows in order, whatever order RETURNING
+        # lists them in.
+        ids.extend(sorted(int(row[0]) for row in txn.fetchall()))
+    return ids
 
 
 _INSERT = (
@@ -272,45 +292,37 @@ def _insert_rows_sqlite_txn(txn, rows):
     once, run per row: SQLite's only writer is this transaction, so the
     rows get consecutive ids ending at the last one inserted.
     """
-    if not rows:
-        return []
     txn.executemany(_INSERT + _ROW, rows)
     txn.execute("SELECT last_insert_rowid()")
     last = int(txn.fetchone()[0])
     return list(range(last - len(rows) + 1, last + 1))
 
 
-def _insert_rows_txn(txn, rows):
+def _statement_slices(messages):
     """
-    Insert message C{rows} in multi-row INSERTs of at most C{_CHUNK} rows
-    and about C{STATEMENT_BYTES} (one, for a batch that L{one_statement}
-    allows); their ids, in order.
+    The (start, end) slices of C{messages} that MySQL INSERTs take: at
+    most C{_CHUNK} rows and C{STATEMENT_BYTES} each.
     """
-    ids = []
-    for chunk in _statements(rows):
-        txn.execute_values(_INSERT, chunk, " RETURNING id")
-        # One statement numbers its rows in order, whatever order RETURNING
-        # lists them in.
-        ids.extend(sorted(int(row[0]) for row in txn.fetchall()))
-    return ids
+    slices, start, size = [], 0, 0
+    for end, message in enumerate(messages):
+        message_size = _message_bytes(message)
+        if end > start and (end - start == _CHUNK or size + message_size > STATEMENT_BYTES):
+            slices.append((start, end))
+            start, size = end, 0
+        size += message_size
+    if start < len(messages):
+        slices.append((start, len(messages)))
+    return slices
 
 
-def _statements(rows):
-    chunk, size = [], 0
-    for row in rows:
-        row_size = _row_bytes(row)
-        if chunk and (len(chunk) == _CHUNK or size + row_size > STATEMENT_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(row)
-        size += row_size
-    if chunk:
-        yield chunk
+def _message_bytes(message):
+    # At most: four bytes a character, each escaped to two, the longest
+    # conversation and client id, and the numbers.
+    return 8 * (len(message.content) + len(message.url) + 48 + 64) + 100
 
 
-def _row_bytes(row):
-    # At most: four bytes a character, each escaped to two, plus numbers.
-    return 8 * sum(len(value) for value in row if value.__class__ is str) + 100
+def _fits_one_statement(messages):
+    return len(_statement_slices(messages)) <= 1
 
 
 def one_statement(messages):
@@ -321,16 +333,6 @@ def one_statement(messages):
     """
     return (all(m.client_msg_id for m in messages)
             and _fits_one_statement(messages))
-
-
-def _fits_one_statement(messages):
-    if len(messages) > _CHUNK:
-        return False
-    text = 0
-    for m in messages:
-        text += len(m.content) + len(m.url)
-    # As _row_bytes counts, with the longest conversation and client id.
-    return 8 * text + (8 * (48 + 64) + 100) * len(messages) <= STATEMENT_BYTES
 
 
 def participants(messages):
