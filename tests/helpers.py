@@ -14,7 +14,7 @@ import os
 from twisted.internet import reactor
 
 from chatd.config import Config, override, parse_database_url
-from chatd.storage.database import Database
+from chatd.storage import database_for
 from chatd.storage.engines import create_engine
 from chatd.storage.migrations import prepare_database
 
@@ -92,8 +92,7 @@ def make_database(testcase, url=None):
     """
     kind, parameters = parse_database_url(url or database_url(testcase))
     engine = create_engine(kind, parameters)
-    database = Database(engine, engine.connection_pool(reactor),
-                        writer_pool=engine.writer_pool(reactor))
+    database = database_for(engine, reactor)
     testcase.addCleanup(database.close)
     return database
 

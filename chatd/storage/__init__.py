@@ -18,6 +18,13 @@ def open_database(config, reactor):
         password=config.database.password,
         pool_size=config.database.pool_size,
     )
-    return Database(engine, engine.connection_pool(reactor),
-                    retries=config.database.retries,
+    return database_for(engine, reactor, retries=config.database.retries)
+
+
+def database_for(engine, reactor, retries=3):
+    """
+    The L{Database} of an engine: its connection pool, and the message
+    writer's own connection if the engine has one.
+    """
+    return Database(engine, engine.connection_pool(reactor), retries=retries,
                     writer_pool=engine.writer_pool(reactor))
