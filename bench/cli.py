@@ -55,21 +55,22 @@ class Run:
     def __init__(self, args, kind):
         self.args = args
         self.kind = kind
-        cprofile = None
-        if args.cprofile and kind != "baseline":
-            os.makedirs(args.cprofile, exist_ok=True)
-            cprofile = os.path.join(
-                args.cprofile, f"{args.scenario}-{kind}-{time.time_ns()}.pstats")
-        callgrind = None
-        if args.callgrind:
-            os.makedirs(args.callgrind, exist_ok=True)
-            callgrind = os.path.join(
-                args.callgrind, f"{args.scenario}-{kind}-{time.time_ns()}.callgrind")
         self.server = Server(kind, cpu=args.server_cpu,
                              mysql_url=args.mysql_url,
                              scrypt_log2_n=15 if args.scenario == "rest" else 10,
-                             settings=args.settings, cprofile=cprofile,
-                             callgrind=callgrind)
+                             settings=args.settings,
+                             cprofile=self._output(args.cprofile, "pstats"),
+                             callgrind=self._output(args.callgrind, "callgrind"))
+
+    def _output(self, directory, extension):
+        """
+        A new file name in C{directory} for this run (None without one).
+        """
+        if not directory:
+            return None
+        os.makedirs(directory, exist_ok=True)
+        return os.path.join(
+            directory, f"{self.args.scenario}-{self.kind}-{time.time_ns()}.{extension}")
 
     def accounts(self, prefix, count):
         if self.kind == "baseline":
@@ -178,20 +179,18 @@ class Run:
                     "rss_growth_mb_per_1000": (rss - rss_before) / 2**20 / (a.count / 1000),
                     "connects_per_second": a.count / result["connect_seconds"],
                 })
-            server_cpu_before = self.server.cpu_seconds()
-            system_cpu_before = self.server.system_cpu_seconds()
-            loop_cpu_before = self.server.loop_cpu_seconds()
+            cpu_before = self.server.cpu_split()
+            instructions = None
             profiler = self._start_profiler()
             if self.server.callgrind:
                 profile.callgrind_zero(self.server.process.pid)
             for pipe in pipes:
                 pipe.send("go")
             stats = [self._expect(pipe, "stats") for pipe in pipes]
-            server_cpu = self.server.cpu_seconds() - server_cpu_before
-            system_cpu = self.server.system_cpu_seconds() - system_cpu_before
-            loop_cpu = self.server.loop_cpu_seconds() - loop_cpu_before
+            cpu = [after - before for after, before
+                   in zip(self.server.cpu_split(), cpu_before, strict=True)]
             if self.server.callgrind:
-                result["server_instructions"] = profile.callgrind_dump(
+                instructions = profile.callgrind_dump(
                     self.server.process.pid, self.server.callgrind)
             for pipe in pipes:
                 pipe.send("stop")
@@ -204,20 +203,13 @@ class Run:
                 if process.is_alive():
                     process.kill()
         if scenario != "conns":
-            result.update(_summarise(stats, expected, connections, server_cpu))
-            result["server_loop_cpu_percent"] = 100 * loop_cpu / result["seconds"]
-            result["server_kernel_cpu_percent"] = 100 * system_cpu / result["seconds"]
-            if "server_instructions" in result and result["acked"]:
-                result["server_instructions_per_acked"] = round(
-                    result["server_instructions"] / result["acked"])
+            result.update(_summarise(stats, expected, connections, cpu, instructions))
         return result
 
     def _start_profiler(self):
         if not self.args.profile or self.args.scenario == "conns":
             return None
-        os.makedirs(self.args.profile, exist_ok=True)
-        self._profile_path = os.path.join(
-            self.args.profile, f"{self.args.scenario}-{self.kind}-{time.time_ns()}.txt")
+        self._profile_path = self._output(self.args.profile, "txt")
         return profile.start(self.server.process.pid, self.args.seconds, self._profile_path)
 
     def _expect(self, pipe, kind):
@@ -230,7 +222,14 @@ class Run:
         return payload
 
 
-def _summarise(stats, expected, connections, server_cpu):
+def _summarise(stats, expected, connections, server_cpu, instructions=None):
+    """
+    The figures of a run: the workers' C{stats}, the C{expected} (receiver
+    uuid, sender key) deliveries, the planned C{connections}, the server's
+    (user, kernel, event loop) CPU seconds while measuring, and the
+    instructions it ran then (under callgrind) or None.
+    """
+    user_cpu, kernel_cpu, loop_cpu = server_cpu
     seconds = max(s["seconds"] for s in stats) or 1
     acked_seqs = {}
     for s in stats:
@@ -271,8 +270,14 @@ def _summarise(stats, expected, connections, server_cpu):
         "duplicates": sum(s["duplicates"] for s in stats),
         "reordered": sum(s["reordered"] for s in stats),
         "errors": errors,
-        "server_cpu_percent": 100 * server_cpu / seconds,
+        "server_cpu_percent": 100 * (user_cpu + kernel_cpu) / seconds,
+        "server_kernel_cpu_percent": 100 * kernel_cpu / seconds,
+        "server_loop_cpu_percent": 100 * loop_cpu / seconds,
         "generator_cpu_percent": 100 * sum(s["cpu_seconds"] for s in stats) / seconds,
+        **({} if instructions is None else {
+            "server_instructions": instructions,
+            "server_instructions_per_acked": round(instructions / acked) if acked else None,
+        }),
     }
 
 

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from bench.server import recreate_mysql_database
 from chatd.config import parse_database_url
 from chatd.storage.database import Transaction
 from chatd.storage.engines import create_engine
@@ -72,26 +73,9 @@ class Bench:
             url = "sqlite:///" + path
         kind, parameters = parse_database_url(url)
         if kind == "mysql":
-            import pymysql
-
-            admin = pymysql.connect(
-                host=parameters["host"], port=parameters["port"],
-                user=parameters["user"], password=parameters["password"],
-                autocommit=True)
-            with admin.cursor() as cursor:
-                name = parameters["database"]
-                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-                cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
-                               " COLLATE utf8mb4_unicode_ci")
-            admin.close()
-            self.connection = pymysql.connect(
-                host=parameters["host"], port=parameters["port"],
-                user=parameters["user"], password=parameters["password"],
-                database=parameters["database"], charset="utf8mb4",
-                autocommit=False)
+            recreate_mysql_database(url)
         self.engine = create_engine(kind, parameters)
-        if kind == "sqlite":
-            self.connection = self.engine.connect()
+        self.connection = self.engine.connect()
 
     def run(self, function, *args):
         cursor = self.connection.cursor()

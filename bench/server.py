@@ -100,7 +100,8 @@ class Server:
             to files named from this path (see L{bench.profile}).
         """
         self.kind = kind
-        self.cprofile = cprofile
+        # The baseline is no twistd: it has nothing to profile with.
+        self.cprofile = None if kind == "baseline" else cprofile
         self.callgrind = callgrind
         self.cpu = cpu
         self.port = free_port()
@@ -115,7 +116,7 @@ class Server:
         if self.kind == "baseline":
             return [sys.executable, "-m", "bench.baseline", str(self.port)]
         if self.kind == "mysql":
-            _recreate_mysql_database(self._mysql_url)
+            recreate_mysql_database(self._mysql_url)
             database_url = self._mysql_url
         else:
             database_url = "sqlite:///" + os.path.join(self.directory, "chatd.sqlite3")
@@ -181,21 +182,16 @@ class Server:
         return process_rss(self.process.pid)
 
     def cpu_seconds(self):
-        return process_cpu_seconds(self.process.pid)
+        return sum(process_cpu_split(self.process.pid))
 
-    def system_cpu_seconds(self):
+    def cpu_split(self):
         """
-        The CPU time the server's process spent in the kernel.
-        """
-        return process_cpu_split(self.process.pid)[1]
-
-    def loop_cpu_seconds(self):
-        """
-        The CPU time of the server's main thread alone: its event loop, as
-        opposed to its database threads.
+        The server's CPU seconds so far: (user, kernel, event loop), the
+        event loop being its main thread (the rest, its database threads).
         """
         pid = self.process.pid
-        return process_cpu_seconds(pid, f"/proc/{pid}/task/{pid}/stat")
+        user, kernel = process_cpu_split(pid)
+        return user, kernel, sum(process_cpu_split(pid, pid))
 
 
 def process_rss(pid):
@@ -206,23 +202,20 @@ def process_rss(pid):
     return 0
 
 
-def process_cpu_seconds(pid, path=None):
-    return sum(process_cpu_split(pid, path))
-
-
-def process_cpu_split(pid, path=None):
+def process_cpu_split(pid, tid=None):
     """
-    The CPU seconds C{pid} (or the thread whose stat file C{path} is)
-    spent in user space and in the kernel.
+    The CPU seconds process C{pid} (or its thread C{tid}) spent in user
+    space and in the kernel.
     """
-    with open(path or f"/proc/{pid}/stat") as f:
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of the whole line.
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def _recreate_mysql_database(url):
+def recreate_mysql_database(url):
     import pymysql
 
     from chatd.config import parse_database_url

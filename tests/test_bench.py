@@ -126,29 +126,49 @@ class CProfileSummaryTests(SynchronousTestCase):
         baseline = Server("baseline", cprofile="/tmp/x.pstats")
         self.addCleanup(baseline.stop)
         self.assertNotIn("--profile=/tmp/x.pstats", baseline._command())
+        self.assertIsNone(baseline.cprofile)
 
 
 class CpuTests(SynchronousTestCase):
     def test_event_loop_thread_within_the_process(self):
         """
         The main thread's CPU time (the server's event loop) is read from
-        its own /proc entry and is part of the whole process's.
+        its own /proc entry and is part of the whole process's: another
+        thread's time counts in the whole only.
         """
-        from bench.server import process_cpu_seconds
+        import threading
+        import time
+
+        from bench.server import process_cpu_split
 
         pid = os.getpid()
         sum(i * i for i in range(300000))
-        loop = process_cpu_seconds(pid, f"/proc/{pid}/task/{pid}/stat")
-        whole = process_cpu_seconds(pid)
+        other = []
+
+        def busy():
+            start = time.thread_time()
+            while time.thread_time() - start < 0.3:
+                sum(i * i for i in range(1000))
+            other.append(time.thread_time() - start)
+
+        loop_before, whole_before = sum(process_cpu_split(pid, pid)), sum(process_cpu_split(pid))
+        thread = threading.Thread(target=busy)
+        thread.start()
+        thread.join()
+        loop = sum(process_cpu_split(pid, pid))
+        whole = sum(process_cpu_split(pid))
         self.assertGreater(loop, 0)
         self.assertLessEqual(loop, whole)
+        tick = 1 / os.sysconf("SC_CLK_TCK")
+        self.assertGreaterEqual((whole - whole_before) - (loop - loop_before),
+                                other[0] - 2 * tick)
 
     def test_user_and_kernel_time(self):
         """
-        A process's CPU time is its user time plus its kernel time, and
-        system calls add to the latter.
+        A process's CPU time is its user time plus its kernel time, each
+        as the kernel counts it, and system calls add to the latter.
         """
-        from bench.server import process_cpu_seconds, process_cpu_split
+        from bench.server import process_cpu_split
 
         pid = os.getpid()
         _, kernel_before = process_cpu_split(pid)
@@ -158,7 +178,53 @@ class CpuTests(SynchronousTestCase):
         user, kernel = process_cpu_split(pid)
         self.assertGreater(kernel, kernel_before)
         self.assertGreater(user, 0)
-        self.assertAlmostEqual(user + kernel, process_cpu_seconds(pid), delta=0.05)
+        times = os.times()
+        tick = 1 / os.sysconf("SC_CLK_TCK")
+        self.assertAlmostEqual(user, times.user, delta=2 * tick)
+        self.assertAlmostEqual(kernel, times.system, delta=2 * tick)
+        self.assertAlmostEqual(user + kernel, times.user + times.system, delta=0.05)
+
+
+class SummaryTests(SynchronousTestCase):
+    def test_figures(self):
+        """
+        A run's figures: deliveries, losses and latencies from the workers,
+        the server's CPU split, and instructions per acked message.
+        """
+        from bench.cli import _summarise
+
+        connections = [{"uuid": "s", "role": "sender", "key": "k"},
+                       {"uuid": "r", "role": "receiver"}]
+        stats = [{"seconds": 2.0, "acked_seqs": {"k": [1, 2, 3, 4]},
+                  "received": {}, "delivery_latency_us": [], "ack_latency_us": [1000] * 4,
+                  "acked": 4, "sent": 4, "errors": {}, "duplicates": 0, "reordered": 0,
+                  "cpu_seconds": 0.5},
+                 {"seconds": 2.0, "acked_seqs": {}, "received": {(1, 0): {"k": [[1, 3]]}},
+                  "delivery_latency_us": [2000, 3000, 4000], "ack_latency_us": [],
+                  "acked": 0, "sent": 0, "errors": {"x": 1}, "duplicates": 0,
+                  "reordered": 1, "cpu_seconds": 0.5}]
+        figures = _summarise(stats, [("r", "k")], connections, (1.0, 0.5, 1.2), 8000)
+        self.assertEqual(figures["acked_per_second"], 2.0)
+        self.assertEqual(figures["lost"], 1)
+        self.assertEqual(figures["delivery_p50_ms"], 3.0)
+        self.assertEqual((figures["server_cpu_percent"], figures["server_kernel_cpu_percent"],
+                          figures["server_loop_cpu_percent"]), (75.0, 25.0, 60.0))
+        self.assertEqual(figures["generator_cpu_percent"], 50.0)
+        self.assertEqual(figures["server_instructions_per_acked"], 2000)
+        self.assertNotIn("server_instructions",
+                         _summarise(stats, [], connections, (1.0, 0.5, 1.2)))
+
+    def test_ratios(self):
+        from bench.cli import _add_ratios
+
+        report = {"servers": {
+            "sqlite": {"acked_per_second": 50.0, "server_instructions_per_acked": 300},
+            "baseline": {"acked_per_second": 100.0, "server_instructions_per_acked": 200}}}
+        _add_ratios(report)
+        sqlite = report["servers"]["sqlite"]
+        self.assertEqual(sqlite["acked_per_second_vs_baseline"], 0.5)
+        self.assertEqual(sqlite["server_instructions_per_acked_vs_baseline"], 1.5)
+        self.assertNotIn("acked_per_second_vs_baseline", report["servers"]["baseline"])
 
 
 class SettingsTests(SynchronousTestCase):
@@ -229,19 +295,6 @@ class CallgrindTests(SynchronousTestCase):
 
 
 class MicroTests(SynchronousTestCase):
-    def test_literals_are_pymysqls(self):
-        """
-        chatd's VALUES writer gives the statement pymysql would have made
-        of the same rows, awkward strings included.
-        """
-        from bench.micro import message_rows, pymysql_values_sql
-        from chatd.storage.engines import MysqlEngine
-
-        rows = message_rows(3) + [("it's \\ \" \n \x00 \x1a % 猫", -7, None, 0, 1, 2,
-                                   "", "x", None, 2**62)]
-        engine = MysqlEngine("127.0.0.1", 3306, "u", "", "d")
-        self.assertEqual(engine.values_sql(rows), pymysql_values_sql(rows)())
-
     def test_report(self):
         from bench.micro import measure
 

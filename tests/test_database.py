@@ -7,7 +7,7 @@ import time
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from chatd.storage.database import Database
+from chatd.storage.database import Database, Transaction
 from chatd.storage.engines import MysqlEngine, SqliteEngine
 from tests.helpers import (
     ENGINE,
@@ -51,6 +51,13 @@ class EngineTests(TestCase):
 
         expected = {"sqlite": ("wal", 1), "mysql": ("utf8mb4", "InnoDB")}
         self.assertEqual(await database.run("settings", settings_txn), expected[ENGINE])
+        # A synchronous tool's connection (bench.search) is set up the same.
+        connection = database.engine.connect()
+        self.addCleanup(connection.close)
+        cursor = connection.cursor()
+        database.engine.begin(cursor)
+        self.assertEqual(settings_txn(Transaction(database.engine, cursor)), expected[ENGINE])
+        connection.rollback()
 
     async def test_unicode_round_trip(self):
         database = await migrated_database(self)
@@ -92,6 +99,18 @@ class EngineTests(TestCase):
         if database.engine.name == "mysql":
             with self.assertRaises(TypeError):
                 await database.run("refused", refused_txn)
+
+    def test_literals_are_pymysqls(self):
+        """
+        chatd's VALUES writer gives the statement pymysql would have made
+        of the same rows, awkward strings included.
+        """
+        from bench.micro import message_rows, pymysql_values_sql
+
+        rows = message_rows(3) + [("it's \\ \" \n \x00 \x1a % 猫", -7, None, 0, 1, 2,
+                                   "", "x", None, 2**62)]
+        engine = MysqlEngine("127.0.0.1", 3306, "u", "", "d")
+        self.assertEqual(engine.values_sql(rows), pymysql_values_sql(rows)())
 
     async def test_derived_work_commits_without_syncing(self):
         """

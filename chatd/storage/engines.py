@@ -158,14 +158,7 @@ class MysqlEngine:
     def _pool(self, pool_class, reactor, size, autocommit):
         return pool_class(
             "pymysql",
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=self.database,
-            charset="utf8mb4",
-            autocommit=autocommit,
-            connect_timeout=10,
+            **self._connect_args(autocommit),
             cp_min=1,
             cp_max=size,
             cp_reconnect=True,
@@ -173,6 +166,20 @@ class MysqlEngine:
             cp_openfun=self._on_new_connection,
             cp_reactor=reactor,
         )
+
+    def connect(self):
+        """
+        A connection set up as the transaction pool's are, for synchronous
+        tools.
+        """
+        connection = self.module.connect(**self._connect_args(autocommit=False))
+        self._on_new_connection(connection)
+        return connection
+
+    def _connect_args(self, autocommit):
+        return dict(host=self.host, port=self.port, user=self.user,
+                    password=self.password, database=self.database,
+                    charset="utf8mb4", autocommit=autocommit, connect_timeout=10)
 
     def _on_new_connection(self, connection):
         with connection.cursor() as cursor:
