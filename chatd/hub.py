@@ -63,9 +63,7 @@ class _Cache:
 
     async def get(self, key):
         if key in self._values:
-            if self._max_size:
-                self._values.move_to_end(key)
-            return self._values[key]
+            return self.get_cached(key)
         generation = self._generation.get(key, 0)
         value = await self._loader(key)
         if self._generation.get(key, 0) == generation and key not in self._values:

@@ -242,3 +242,30 @@ class OutgoingBufferTests(SynchronousTestCase):
         self.assertEqual(buffer.backlog, 0)
         self.assertTrue(buffer.account(60))
         self.successResultOf(buffer.wait_writable())
+
+
+class CacheTests(SynchronousTestCase):
+    def test_least_recently_used_goes(self):
+        """
+        A full cache drops the value used longest ago: a use through
+        C{get_cached} or C{get} counts, a C{peek} does not.
+        """
+        from chatd.hub import _Cache
+
+        loads = []
+
+        def loader(key):
+            loads.append(key)
+            return succeed(key.upper())
+
+        cache = _Cache(loader, max_size=2)
+        for key in ("a", "b"):
+            self.successResultOf(Deferred.fromCoroutine(cache.get(key)))
+        self.assertEqual(cache.get_cached("a"), "A")
+        self.assertEqual(cache.peek("b"), "B")
+        self.successResultOf(Deferred.fromCoroutine(cache.get("c")))
+        self.assertEqual((cache.peek("a"), cache.peek("b"), cache.peek("c")), ("A", None, "C"))
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(cache.get("a"))), "A")
+        self.successResultOf(Deferred.fromCoroutine(cache.get("b")))
+        self.assertIsNone(cache.get_cached("c"))
+        self.assertEqual(loads, ["a", "b", "c", "b"])
