@@ -154,6 +154,32 @@ class MessageStoreTests(TestCase):
         found = await self.store.since(self.carol.id, [], 0, 10)
         self.assertEqual([m.content for m in found], ["hello carol"])
 
+    async def test_known_participants_bounded(self):
+        """
+        Past its bound the store forgets the pairs it knows and writes
+        them again (harmlessly) when they come back.
+        """
+        await self._setup()
+        store = MessageStore(self.database, known_participants_max=2)
+        statements = []
+        original = self.database.run_writes
+
+        def recorded(description, function, messages, created_at, pairs, *rest):
+            statements.append(len(pairs))
+            return original(description, function, messages, created_at, pairs, *rest)
+
+        self.patch(self.database, "run_writes", recorded)
+        await store.insert_batch([self._text(self.alice, self.bob, "1", "a")], 5)
+        await store.insert_batch([self._text(self.alice, self.bob, "2", "b")], 6)
+        await store.insert_batch([self._text(self.alice, self.carol, "3", "c")], 7)
+        await store.insert_batch([self._text(self.alice, self.bob, "4", "d")], 8)
+        await store.insert_batch([self._text(self.alice, self.bob, "5", "e")], 9)
+        # alice-bob (2 pairs) known; alice-carol makes 4, over the bound of
+        # 2, so the next batch's commit clears them and the one after that
+        # writes alice-bob again.
+        self.assertEqual(statements, [2, 0, 2, 0, 2])
+        self.assertEqual([m.content for m in await self._history()], ["1", "2", "4", "5"])
+
     async def test_known_participants_not_written_again(self):
         """
         Once a conversation's participants are stored, later batches in it
