@@ -8,10 +8,12 @@ import struct
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.xormasker import create_xor_masker
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.ws.framing import LeanFraming, server_frame, unmask
+from chatd.ws.writes import WriteCoalescer
 
 
 def client_frame(payload, opcode=0x2, final=True, key=None):
@@ -50,11 +52,13 @@ def parse_server_frames(data):
 def server_factory(**options):
     """
     A server factory with no timers (they would outlive a test) that fails
-    connections with a close frame rather than a drop.
+    connections with a close frame rather than a drop, and sends frames as
+    chatd's factory does.
     """
     factory = WebSocketServerFactory("ws://localhost:9000")
     factory.setProtocolOptions(failByDrop=False, openHandshakeTimeout=0,
                                closeHandshakeTimeout=0, **options)
+    factory.writes = WriteCoalescer(Clock())
     return factory
 
 

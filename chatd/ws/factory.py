@@ -12,6 +12,7 @@ from chatd.ws.compact import protocol_for_options
 from chatd.ws.framing import server_frame
 from chatd.ws.keepalive import KeepAlive
 from chatd.ws.protocol import ChatServerProtocol
+from chatd.ws.writes import WriteCoalescer
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         self.users = users
         self.settings = settings
         self.frame_handlers = {}
+        self.writes = WriteCoalescer(reactor)
         c = websocket_config
         self.setProtocolOptions(
             maxFramePayloadSize=c.max_frame_bytes,

@@ -10,10 +10,10 @@ step, and leaves every other frame (control frames, fragments, text, larger
 frames, frames over the configured limits, anything while a frame is half
 received) to Autobahn, so the protocol's rules and errors stay Autobahn's.
 
-Outgoing frames are framed once per fan-out by L{server_frame} and written
-straight to the transport. Of Autobahn's traffic statistics, the lean path
-keeps the frame and message counts, not the per-level octet counts
-(nothing in chatd reads them).
+Outgoing frames are framed once per fan-out by L{server_frame} and go to
+the transport through the factory's L{chatd.ws.writes.WriteCoalescer}. Of
+Autobahn's traffic statistics, the lean path keeps the frame and message
+counts, not the per-level octet counts (nothing in chatd reads them).
 """
 
 import struct
@@ -90,9 +90,10 @@ class LeanFraming:
 
     def write_frame(self, frame):
         """
-        Send bytes framed by L{server_frame}.
+        Send bytes framed by L{server_frame}, through the factory's
+        C{writes} (a L{chatd.ws.writes.WriteCoalescer}).
         """
         if self.send_queue:
             self.sendData(frame)
         else:
-            self.transport.write(frame)
+            self.factory.writes.write(self.transport, frame)
