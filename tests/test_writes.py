@@ -9,12 +9,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol, ServerFactory
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from chatd.ws.writes import WriteCoalescer
+from tests.helpers import make_tls_files
 
 
 class Receiver(Protocol):
@@ -82,47 +84,65 @@ class Producer:
 
 class WriteCoalescerTests(TestCase):
     """
-    Each test holds one loopback connection: C{self.server} (its transport
-    is the one written to) and C{self.client}, and a coalescer flushed by
+    Each test holds loopback connections (L{connect}); the first one's
+    server side is C{self.server}, its transport C{self.transport} (the one
+    written to), its peer C{self.client}; a coalescer flushed by
     C{self.clock}.
     """
 
     async def setUp(self):
-        servers = []
+        self._servers = []
         factory = ServerFactory()
 
         def build(addr):
             protocol = Server(Deferred())
-            servers.append(protocol)
+            self._servers.append(protocol)
             return protocol
 
         factory.buildProtocol = build
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.client = Receiver()
-        client_factory = ClientFactory.forProtocol(lambda: self.client)
-        reactor.connectTCP("127.0.0.1", port.getHost().port, client_factory)
-        await self.client_connected()
-        self.server = servers[0]
-        await self.server.connected_d
+        self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.server, self.client = await self.connect()
         self.transport = self.server.transport
         self.clock = Clock()
         self.writes = WriteCoalescer(self.clock)
-        self.addCleanup(self.close)
 
-    async def client_connected(self):
-        while self.client.transport is None:
-            await deferLater(reactor, 0.001, lambda: None)
+    async def connect(self):
+        """
+        A new loopback connection: C{(server, client)}, closed after the
+        test.
+        """
+        client = Receiver()
+        servers = len(self._servers)
+        reactor.connectTCP("127.0.0.1", self.port.getHost().port,
+                           ClientFactory.forProtocol(lambda: client))
+        self.assertTrue(await self.turns(
+            lambda: client.transport is not None and len(self._servers) > servers))
+        server = self._servers[-1]
+        await server.connected_d
+        self.addCleanup(self.close, server, client)
+        return server, client
 
-    async def close(self):
-        if self.transport.connected:
-            self.transport.loseConnection()
-            await self.server.lost
-        if self.client.transport.connected:
-            await self.client.lost
+    async def close(self, server, client):
+        if server.transport.connected:
+            server.transport.loseConnection()
+            await server.lost
+        if client.transport.connected:
+            await client.lost
 
-    def registered(self):
-        return self.transport in reactor.getWriters()
+    def registered(self, transport=None):
+        return (transport or self.transport) in reactor.getWriters()
+
+    async def turns(self, until, limit=500):
+        """
+        Let the reactor run (10 ms a turn, at most C{limit} turns) until
+        C{until()} is true; return it.
+        """
+        for _ in range(limit):
+            if until():
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        return until()
 
     async def test_sent_together_next_turn(self):
         """
@@ -137,6 +157,19 @@ class WriteCoalescerTests(TestCase):
         self.assertFalse(self.registered())
         self.assertEqual(await self.client.wait_for(13), b"one two three")
 
+    async def test_several_connections_one_flush(self):
+        """
+        One flush sends every connection written to in the turn.
+        """
+        other_server, other_client = await self.connect()
+        self.writes.write(self.transport, b"first")
+        self.writes.write(other_server.transport, b"second")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0)
+        self.assertEqual(await self.client.wait_for(5), b"first")
+        self.assertEqual(await other_client.wait_for(6), b"second")
+        self.assertFalse(self.registered(other_server.transport))
+
     async def test_order_with_direct_writes(self):
         """
         Bytes written to the transport directly in between (Autobahn's
@@ -150,25 +183,87 @@ class WriteCoalescerTests(TestCase):
 
     async def test_full_socket_left_to_reactor(self):
         """
-        What the socket does not take is registered for writability, and
-        sent as the peer reads; a streaming producer is paused meanwhile
-        and resumed once the buffer is empty.
+        Once the socket takes no more, the rest is registered for
+        writability; later writes join it behind the reactor (not another
+        send each turn) and everything arrives in order as the peer reads.
         """
-        producer = Producer()
-        self.transport.registerProducer(producer, True)
         self.client.transport.pauseProducing()
-        data = bytes(range(256)) * (64 * 1024)
+        chunk = bytes(range(256)) * 256
+        sent = []
+        for _ in range(2000):
+            sent.append(chunk)
+            self.writes.write(self.transport, chunk)
+            self.clock.advance(0)
+            if self.registered():
+                break
+            # Let the kernel move the bytes to the peer's receive buffer.
+            await deferLater(reactor, 0, lambda: None)
+        self.assertTrue(self.registered(), "the socket never filled")
+        self.writes.write(self.transport, b"tail")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        expected = b"".join(sent) + b"tail"
+        self.client.transport.resumeProducing()
+        self.assertEqual(await self.client.wait_for(len(expected)), expected)
+        self.assertTrue(await self.turns(lambda: not self.registered()))
+
+    async def test_producer_paused_and_resumed_in_flush(self):
+        """
+        A streaming producer is paused when a write fills Twisted's buffer
+        and resumed by the flush that empties it; what it writes then goes
+        out with the next flush.
+        """
+        class Refill(Producer):
+            def resumeProducing(inner):
+                super().resumeProducing()
+                self.writes.write(self.transport, b"refill")
+
+        producer = Refill()
+        self.transport.registerProducer(producer, True)
+        self.addCleanup(self.transport.unregisterProducer)
+        data = b"x" * (self.transport.bufferSize + 1)
         self.writes.write(self.transport, data)
         self.assertTrue(producer.paused)
         self.clock.advance(0)
-        self.assertTrue(self.registered())
-        self.client.transport.resumeProducing()
-        self.assertEqual(await self.client.wait_for(len(data)), data)
-        await deferLater(reactor, 0.01, lambda: None)
-        self.assertFalse(self.registered())
         self.assertFalse(producer.paused)
         self.assertEqual(producer.resumed, 1)
-        self.transport.unregisterProducer()
+        self.clock.advance(0)
+        self.assertEqual(await self.client.wait_for(len(data) + 6), data + b"refill")
+
+    async def test_failure_isolated(self):
+        """
+        An exception while sending to one connection (its producer's) is
+        logged and does not hold back the others in the same flush.
+        """
+        class Broken(Producer):
+            def resumeProducing(inner):
+                raise ZeroDivisionError()
+
+        other_server, other_client = await self.connect()
+        self.transport.registerProducer(Broken(), True)
+        self.addCleanup(self.transport.unregisterProducer)
+        data = b"x" * (self.transport.bufferSize + 1)
+        self.writes.write(self.transport, data)
+        self.writes.write(other_server.transport, b"still sent")
+        self.clock.advance(0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(await other_client.wait_for(10), b"still sent")
+        self.assertEqual(await self.client.wait_for(len(data)), data)
+
+    async def test_tls_started_on_the_connection(self):
+        """
+        After C{startTLS}, bytes go through the transport's own C{write},
+        which encrypts them.
+        """
+        ca, cert, key = make_tls_files(self.mktemp())
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            server_cert = PrivateCertificate.loadPEM(c.read() + k.read())
+        with open(ca, "rb") as f:
+            trust = Certificate.loadPEM(f.read())
+        self.transport.startTLS(server_cert.options())
+        self.client.transport.startTLS(optionsForClientTLS("localhost", trust))
+        self.writes.write(self.transport, b"secret")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(await self.client.wait_for(6), b"secret")
 
     async def test_lose_connection_sends_first(self):
         """
@@ -210,7 +305,6 @@ class WriteCoalescerTests(TestCase):
         self.writes.write(self.transport, b"gone")
         self.client.transport.abortConnection()
         await self.client.lost
-        await deferLater(reactor, 0.01, lambda: None)
         self.transport.loseConnection()
         await self.server.lost
         self.clock.advance(0)
@@ -225,15 +319,15 @@ class WriteCoalescerTests(TestCase):
         self.transport.stopReading()
         self.client.transport.abortConnection()
         await self.client.lost
-        self.writes.write(self.transport, b"x" * 100000)
-        self.clock.advance(0)
-        for _ in range(3):
-            # The first send after a reset can still succeed.
-            if not self.transport.connected:
-                break
-            self.writes.write(self.transport, b"x" * 100000)
-            self.clock.advance(0)
-        await self.server.lost
+
+        def written():
+            # The first sends after a reset can still succeed.
+            if not self.server.lost.called:
+                self.writes.write(self.transport, b"x" * 1000)
+                self.clock.advance(0)
+            return self.server.lost.called
+
+        self.assertTrue(await self.turns(written))
 
 
 class OtherTransportTests(SynchronousTestCase):
