@@ -139,6 +139,50 @@ class MessageStoreTests(TestCase):
         found = await self.store.since(self.alice.id, [group.id], after, 5)
         self.assertEqual([m.content for m in found], expected[6:11])
 
+    async def test_since_later_statements_look_below_the_limit(self):
+        """
+        Once the conversations read so far have given C{limit} ids, the
+        next statement reads only below the highest of them: rows above it
+        could not be among the first C{limit}.
+        """
+        from chatd.stores import messages
+
+        self.patch(messages, "_SOURCES", 1)
+        await self._setup()
+        # alice's conversation with bob is read first (its key sorts first).
+        await self.store.insert_batch([self._text(self.carol, self.alice, "c0")], 5)
+        bobs = await self.store.insert_batch(
+            [self._text(self.bob, self.alice, f"b{n}") for n in range(6)], 6)
+        await self.store.insert_batch(
+            [self._text(self.carol, self.alice, f"late{n}") for n in range(3)], 7)
+
+        def since_recorded_txn(txn):
+            statements = []
+            execute, fetchall = txn.execute, txn.fetchall
+
+            def recording_execute(sql, args=()):
+                statements.append([sql, list(args), None])
+                return execute(sql, args)
+
+            def recording_fetchall():
+                rows = fetchall()
+                statements[-1][2] = len(rows)
+                return rows
+
+            txn.execute, txn.fetchall = recording_execute, recording_fetchall
+            return messages.since_txn(txn, self.alice.id, [], 0, 3), statements
+
+        found, statements = await self.database.run("since", since_recorded_txn)
+        self.assertEqual([m.content for m in found], ["c0", "b0", "b1"])
+        _, (bob_sql, _, bob_rows), (carol_sql, carol_args, carol_rows), _ = statements
+        self.assertNotIn("id < ?", bob_sql)
+        self.assertEqual(bob_rows, 3)
+        # Bob's third message bounds carol's: of hers, only the one below
+        # it is read (three without the bound).
+        self.assertIn("id < ?", carol_sql)
+        self.assertEqual(carol_args[2], bobs[2].id)
+        self.assertEqual(carol_rows, 1)
+
     async def test_resend_to_another_conversation(self):
         """
         A client id reused towards someone else is a resend (not stored),
@@ -437,6 +481,18 @@ class MessageStoreTests(TestCase):
         A message whose url names a stored file points to its record; any
         other url points to none.
         """
+        await self._check_attachment_file_ids()
+
+    async def test_attachment_file_ids_in_several_lookups(self):
+        """
+        The same when the batch's urls take more than one lookup.
+        """
+        from chatd.stores import messages
+
+        self.patch(messages, "_SOURCES", 1)
+        await self._check_attachment_file_ids()
+
+    async def _check_attachment_file_ids(self):
         from chatd.stores.files import FileRecordStore
 
         await self._setup()
