@@ -5,6 +5,8 @@ registered for writability unless its buffer is full; order, flow control,
 closes and errors stay Twisted's.
 """
 
+import socket
+
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -187,6 +189,10 @@ class WriteCoalescerTests(TestCase):
         writability; later writes join it behind the reactor (not another
         send each turn) and everything arrives in order as the peer reads.
         """
+        # Small buffers, so that the socket fills within a few writes
+        # whatever the host's limits.
+        self.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        self.client.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         self.client.transport.pauseProducing()
         chunk = bytes(range(256)) * 256
         sent = []
@@ -220,6 +226,9 @@ class WriteCoalescerTests(TestCase):
         producer = Refill()
         self.transport.registerProducer(producer, True)
         self.addCleanup(self.transport.unregisterProducer)
+        # A limit far below any socket's send buffer: the write that
+        # pauses the producer is taken by one send.
+        self.transport.bufferSize = 1024
         data = b"x" * (self.transport.bufferSize + 1)
         self.writes.write(self.transport, data)
         self.assertTrue(producer.paused)
@@ -241,6 +250,9 @@ class WriteCoalescerTests(TestCase):
         other_server, other_client = await self.connect()
         self.transport.registerProducer(Broken(), True)
         self.addCleanup(self.transport.unregisterProducer)
+        # A limit far below any socket's send buffer: the write that
+        # pauses the producer is taken by one send.
+        self.transport.bufferSize = 1024
         data = b"x" * (self.transport.bufferSize + 1)
         self.writes.write(self.transport, data)
         self.writes.write(other_server.transport, b"still sent")
