@@ -9,7 +9,14 @@ indexes what arrived since the last run, so its results are current.
 
 Each batch of a run is its own short transaction: on SQLite's one
 connection the message writer's commits take turns with them instead of
-waiting behind a whole run (which would show in message latency).
+waiting behind a whole run. Given the message writer, a run also keeps
+out of its way: before each transaction it waits (at most C{max_wait})
+until the writer has nothing queued or being stored, and indexes only
+C{quiet_batch} messages, so a message batch arriving meanwhile waits
+behind a small transaction, not a large one. A run still going after
+C{interval} seconds is falling behind: it stops waiting and indexes
+C{batch} at a time. (Runs every two seconds of back-to-back transactions
+made most of SQLite's slowest message deliveries: docs/benchmarks.md.)
 """
 
 from twisted.application.service import Service
@@ -25,15 +32,24 @@ class SearchIndexer(Service):
     @param store: a L{chatd.stores.search.SearchStore}.
     @param clock: an L{IReactorTime}.
     @param interval: seconds between runs; 0 turns the timer off.
-    @param batch: messages per transaction; C{rounds}: transactions per run.
+    @param batch: messages per transaction; a run indexes at most
+        C{batch * rounds} messages.
+    @param writer: the message writer (L{chatd.batching.BatchWriter}) to
+        keep out of the way of, or None.
+    @param quiet_batch: messages per transaction while doing so.
+    @param max_wait: seconds to wait at most for the writer to be idle.
     """
 
-    def __init__(self, store, clock, interval, batch=100, rounds=200):
+    def __init__(self, store, clock, interval, batch=100, rounds=200,
+                 writer=None, quiet_batch=25, max_wait=0.02):
         self._store = store
         self._clock = clock
         self._interval = interval
         self._batch = batch
         self._rounds = rounds
+        self._writer = writer
+        self._quiet_batch = quiet_batch
+        self._max_wait = max_wait
         self._loop = None
         self._current = succeed(None)
         self._stopping = False
@@ -68,14 +84,40 @@ class SearchIndexer(Service):
 
     async def _index(self):
         done = 0
-        for _ in range(self._rounds):
-            if self._stopping:
-                break
-            count = await self._store.catch_up(self._batch, rounds=1)
+        limit = self._batch * self._rounds
+        started = self._clock.seconds()
+        while done < limit and not self._stopping:
+            if (self._writer is not None
+                    and self._clock.seconds() - started < self._interval):
+                await self._writer_idle()
+                size = self._quiet_batch
+            else:
+                size = self._batch
+            size = min(size, limit - done)
+            count = await self._store.catch_up(size, rounds=1)
             done += count
-            if count < self._batch:
+            if count < size:
                 break
         return done
+
+    def _writer_idle(self):
+        """
+        A Deferred firing once the writer is idle, or after C{max_wait}.
+        """
+        idle = self._writer.wait_idle()
+        if idle.called:
+            return idle
+        waited = Deferred()
+        timer = self._clock.callLater(self._max_wait, waited.callback, None)
+
+        def now_idle(result):
+            if not waited.called:
+                timer.cancel()
+                waited.callback(None)
+            return result
+
+        idle.addBoth(now_idle)
+        return waited
 
     def _done(self, count):
         self.last_count = count

@@ -88,10 +88,10 @@ def build_service(config, reactor, on_start_failure=None):
     database = open_database(config, reactor)
     parts = build_parts(config, database, reactor)
     DatabaseService(database).setServiceParent(root_service)
-    SearchIndexer(SearchStore(database), reactor,
-                  config.messages.search_index_interval).setServiceParent(
-                      root_service)
     realtime = build_realtime(config, database, reactor, parts)
+    SearchIndexer(SearchStore(database), reactor,
+                  config.messages.search_index_interval,
+                  writer=realtime.writer).setServiceParent(root_service)
     realtime.writer.setServiceParent(root_service)
     realtime.hub.setServiceParent(root_service)
     realtime.keepalive.setServiceParent(root_service)

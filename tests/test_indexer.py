@@ -4,7 +4,9 @@ timer (a test clock), a bounded amount per run, and stops only once a run
 in progress is done; on the test database.
 """
 
-from twisted.internet.task import Clock
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
 from chatd.indexer import SearchIndexer
@@ -13,7 +15,24 @@ from chatd.stores.search import SearchStore, parse_query
 from tests.helpers import create_user, migrated_database
 
 
-class SearchIndexerTests(TestCase):
+class Writer:
+    """
+    A message writer that is busy until told otherwise.
+    """
+
+    def __init__(self):
+        self.idle = False
+        self.waiters = []
+
+    def wait_idle(self):
+        if self.idle:
+            return succeed(None)
+        waiter = Deferred()
+        self.waiters.append(waiter)
+        return waiter
+
+
+class IndexerTestCase(TestCase):
     async def _setup(self, count):
         self.database = await migrated_database(self)
         self.store = SearchStore(self.database)
@@ -29,6 +48,8 @@ class SearchIndexerTests(TestCase):
             "SELECT COUNT(*) FROM search_pending").fetchone())
         return int(rows[0])
 
+
+class SearchIndexerTests(IndexerTestCase):
     async def test_runs_on_its_timer_in_bounded_batches(self):
         await self._setup(25)
         clock = Clock()
@@ -112,3 +133,75 @@ class SearchIndexerTests(TestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
         await indexer.stopService()
         self.assertEqual(await self._pending(), 1)
+
+
+class KeepingOutOfTheWriterWayTests(IndexerTestCase):
+    """
+    Given the message writer, the indexer waits (a bounded time) for it to
+    be idle before each small transaction, until a run falls behind.
+    """
+
+    async def _indexer(self, count, writer, clock):
+        await self._setup(count)
+        self.sizes = []
+        catch_up = self.store.catch_up
+
+        def recording_catch_up(batch, rounds):
+            self.sizes.append(batch)
+            return catch_up(batch, rounds)
+
+        self.patch(self.store, "catch_up", recording_catch_up)
+        return SearchIndexer(self.store, clock, 2.0, batch=10, rounds=10,
+                             writer=writer, quiet_batch=5, max_wait=0.02)
+
+    async def _until(self, condition):
+        for _ in range(500):
+            if condition():
+                return
+            await deferLater(reactor, 0.01, lambda: None)
+        self.fail("timed out")
+
+    async def test_waits_for_the_writer(self):
+        writer, clock = Writer(), Clock()
+        indexer = await self._indexer(12, writer, clock)
+        run = indexer.run_once()
+        self.assertEqual((self.sizes, len(writer.waiters)), ([], 1))
+        writer.waiters[0].callback(None)
+        await self._until(lambda: len(writer.waiters) == 2)
+        self.assertEqual(self.sizes, [5])
+        self.assertEqual(await self._pending(), 7)
+        writer.idle = True
+        writer.waiters[1].callback(None)
+        self.assertEqual(await run, 12)
+        self.assertEqual(self.sizes, [5, 5, 5])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    async def test_wait_is_bounded(self):
+        """
+        A writer that is never idle holds each transaction back only
+        C{max_wait}.
+        """
+        writer, clock = Writer(), Clock()
+        indexer = await self._indexer(12, writer, clock)
+        run = indexer.run_once()
+        for n in range(3):
+            await self._until(lambda: clock.getDelayedCalls())
+            self.assertEqual(len(self.sizes), n)
+            clock.advance(0.02)
+        self.assertEqual(await run, 12)
+        self.assertEqual(self.sizes, [5, 5, 5])
+
+    async def test_falling_behind(self):
+        """
+        A run still going after C{interval} stops waiting and indexes
+        whole batches.
+        """
+        writer, clock = Writer(), Clock()
+        indexer = await self._indexer(35, writer, clock)
+        run = indexer.run_once()
+        clock.advance(0.02)
+        await self._until(lambda: len(self.sizes) == 1 and clock.getDelayedCalls())
+        clock.advance(2.0)
+        self.assertEqual(await run, 35)
+        self.assertEqual(self.sizes, [5, 5, 10, 10, 10])
+        self.assertEqual(clock.getDelayedCalls(), [])
