@@ -191,6 +191,12 @@ class SequentialServiceTests(SynchronousTestCase):
         self.assertEqual([c.description for c in children[-2:]], ["tcp:1", "tcp:2"])
         self.assertTrue(all(isinstance(c, ListeningService) for c in children[-2:]))
         self.assertEqual(kinds.count(ListeningService), 2)
+        # The search indexer stops after the writer it keeps out of the way of.
+        from chatd.indexer import SearchIndexer
+
+        indexer = children[kinds.index(SearchIndexer)]
+        self.assertIs(indexer._writer, children[kinds.index(BatchWriter)])
+        self.assertLess(kinds.index(SearchIndexer), kinds.index(BatchWriter))
         self.addCleanup(children[0].database._pool.close)
 
 

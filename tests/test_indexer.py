@@ -138,10 +138,11 @@ class SearchIndexerTests(IndexerTestCase):
 class KeepingOutOfTheWriterWayTests(IndexerTestCase):
     """
     Given the message writer, the indexer waits (a bounded time) for it to
-    be idle before each small transaction, until a run falls behind.
+    be idle before each small transaction, until it finds no gaps or has
+    waited half its interval.
     """
 
-    async def _indexer(self, count, writer, clock):
+    async def _indexer(self, count, writer, clock, max_wait=0.02):
         await self._setup(count)
         self.sizes = []
         catch_up = self.store.catch_up
@@ -152,7 +153,7 @@ class KeepingOutOfTheWriterWayTests(IndexerTestCase):
 
         self.patch(self.store, "catch_up", recording_catch_up)
         return SearchIndexer(self.store, clock, 2.0, batch=10, rounds=10,
-                             writer=writer, quiet_batch=5, max_wait=0.02)
+                             writer=writer, quiet_batch=5, max_wait=max_wait)
 
     async def _until(self, condition):
         for _ in range(500):
@@ -172,36 +173,72 @@ class KeepingOutOfTheWriterWayTests(IndexerTestCase):
         self.assertEqual(await self._pending(), 7)
         writer.idle = True
         writer.waiters[1].callback(None)
-        self.assertEqual(await run, 12)
+        await self._until(lambda: run.called)
+        self.assertEqual(self.successResultOf(run), 12)
         self.assertEqual(self.sizes, [5, 5, 5])
         self.assertEqual(clock.getDelayedCalls(), [])
 
     async def test_wait_is_bounded(self):
         """
-        A writer that is never idle holds each transaction back only
-        C{max_wait}.
+        A writer that is not idle holds a transaction back C{max_wait} at
+        most, and is asked only once (not once per wait).
         """
         writer, clock = Writer(), Clock()
         indexer = await self._indexer(12, writer, clock)
         run = indexer.run_once()
         for n in range(3):
             await self._until(lambda: clock.getDelayedCalls())
+            clock.advance(0.019)
             self.assertEqual(len(self.sizes), n)
-            clock.advance(0.02)
-        self.assertEqual(await run, 12)
+            clock.advance(0.001)
+        await self._until(lambda: run.called)
+        self.assertEqual(self.successResultOf(run), 12)
         self.assertEqual(self.sizes, [5, 5, 5])
+        self.assertEqual(len(writer.waiters), 1)
 
     async def test_falling_behind(self):
         """
-        A run still going after C{interval} stops waiting and indexes
-        whole batches.
+        Once a run has waited half of C{interval}, it stops waiting and
+        indexes whole batches.
         """
         writer, clock = Writer(), Clock()
-        indexer = await self._indexer(35, writer, clock)
+        indexer = await self._indexer(35, writer, clock, max_wait=0.6)
         run = indexer.run_once()
-        clock.advance(0.02)
+        clock.advance(0.6)
         await self._until(lambda: len(self.sizes) == 1 and clock.getDelayedCalls())
-        clock.advance(2.0)
-        self.assertEqual(await run, 35)
+        clock.advance(0.6)
+        await self._until(lambda: run.called)
+        self.assertEqual(self.successResultOf(run), 35)
         self.assertEqual(self.sizes, [5, 5, 10, 10, 10])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    async def test_busy_writer(self):
+        """
+        After C{BUSY_WAITS} waits in a row that ran out, the run stops
+        waiting: the writer has no gaps to wait for.
+        """
+        writer, clock = Writer(), Clock()
+        indexer = await self._indexer(34, writer, clock)
+        run = indexer.run_once()
+        for _ in range(3):
+            await self._until(lambda: clock.getDelayedCalls())
+            clock.advance(0.02)
+        await self._until(lambda: run.called)
+        self.assertEqual(self.successResultOf(run), 34)
+        self.assertEqual(self.sizes, [5, 5, 5, 10, 10])
+
+    async def test_stop_during_a_wait(self):
+        """
+        Stopped while waiting for the writer, a run ends without another
+        transaction.
+        """
+        writer, clock = Writer(), Clock()
+        indexer = await self._indexer(12, writer, clock)
+        indexer.startService()
+        indexer._loop.clock.advance(2.0)
+        stopped = indexer.stopService()
+        clock.advance(0.02)
+        await stopped
+        self.assertEqual(self.sizes, [])
+        self.assertEqual(await self._pending(), 12)
         self.assertEqual(clock.getDelayedCalls(), [])
