@@ -121,11 +121,12 @@ class BatchWriter(Service):
 
     def wait_idle(self):
         """
-        A Deferred that fires once nothing is queued or being stored.
+        A Deferred that fires once nothing is queued or being stored;
+        cancelling it stops the wait.
         """
         if not self._queue and not self._flushing and self._timer is None:
             return succeed(None)
-        waiter = Deferred()
+        waiter = Deferred(self._idle_waiters.remove)
         self._idle_waiters.append(waiter)
         return waiter
 

@@ -23,7 +23,7 @@ deliveries: docs/benchmarks.md.)
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -56,11 +56,6 @@ class SearchIndexer(Service):
         self._writer = writer
         self._quiet_batch = quiet_batch
         self._max_wait = max_wait
-        # The writer's idle Deferred, while one is outstanding (one at a
-        # time, however often a wait times out), and the wait on it.
-        self._writer_idle_result = None
-        self._waiting = None
-        self._wait_timer = None
         self._loop = None
         self._current = succeed(None)
         self._stopping = False
@@ -115,32 +110,16 @@ class SearchIndexer(Service):
                 break
         return done
 
-    def _writer_idle(self):
+    async def _writer_idle(self):
         """
-        A Deferred firing with True once the writer is idle, or with False
-        after C{max_wait}.
+        True once the writer is idle, False if it was not within
+        C{max_wait} (the wait is cancelled: nothing is left behind).
         """
-        if self._writer_idle_result is None:
-            idle = self._writer.wait_idle()
-            if idle.called:
-                return succeed(True)
-            self._writer_idle_result = idle
-            idle.addCallback(self._now_idle)
-        self._waiting = Deferred()
-        self._wait_timer = self._clock.callLater(self._max_wait, self._wait_over, False)
-        return self._waiting
-
-    def _now_idle(self, _):
-        self._writer_idle_result = None
-        self._wait_over(True)
-
-    def _wait_over(self, idle):
-        waiting, self._waiting = self._waiting, None
-        timer, self._wait_timer = self._wait_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-        if waiting is not None:
-            waiting.callback(idle)
+        try:
+            await self._writer.wait_idle().addTimeout(self._max_wait, self._clock)
+        except TimeoutError:
+            return False
+        return True
 
     def _done(self, count):
         self.last_count = count

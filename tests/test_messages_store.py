@@ -4,7 +4,7 @@ the test database (SQLite, or MariaDB with CHATD_TEST_MYSQL).
 """
 
 from twisted.internet import reactor
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import CancelledError, gatherResults
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -682,6 +682,23 @@ class BatchWriterTests(TestCase):
         self.successResultOf(stopped)
         self.failureResultOf(self.writer.submit(self._message(1)),
                              StorageUnavailable)
+
+    def test_wait_idle(self):
+        """
+        A wait fires once nothing is queued or being stored; a cancelled
+        one is forgotten.
+        """
+        self.successResultOf(self.writer.wait_idle())
+        self.writer.submit(self._message(0))
+        waiting, cancelled = self.writer.wait_idle(), self.writer.wait_idle()
+        cancelled.cancel()
+        self.failureResultOf(cancelled, CancelledError)
+        self.assertEqual(self.writer._idle_waiters, [waiting])
+        self.clock.advance(0)
+        self.assertNoResult(waiting)
+        self.store.commit()
+        self.successResultOf(waiting)
+        self.assertEqual(self.writer._idle_waiters, [])
 
     def test_batch_delay(self):
         writer = BatchWriter(self.store, self.clock, batch_delay=0.5)
