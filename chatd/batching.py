@@ -8,6 +8,11 @@ messages that arrive while it runs wait and go together into the next one,
 so under load the number of messages per commit grows instead of the queue
 of round trips. Results are handed out in submission order, so callers that
 deliver on commit deliver in the order messages were stored.
+
+When a transaction's results come back, the next transaction starts before
+they are handed out: handing out a few hundred results (delivering and
+acknowledging each message) is event-loop work that the database's time on
+the next batch can overlap, instead of leaving the writer idle meanwhile.
 """
 
 from twisted.application.service import Service
@@ -91,7 +96,7 @@ class BatchWriter(Service):
         self._in_flight = len(batch)
         d = Deferred.fromCoroutine(self._write(batch))
         d.addErrback(lambda f: log.failure("Group commit failed", f))
-        d.addBoth(self._flushed)
+        d.addBoth(self._notify_idle)
 
     async def _write(self, batch):
         created_at = now_ms(self._clock)
@@ -100,6 +105,7 @@ class BatchWriter(Service):
                 [message for message, _ in batch], created_at)
         except Exception:
             log.failure("Storing {count} messages failed", count=len(batch))
+            self._next()
             failure = Failure(StorageUnavailable(
                 "the message could not be stored; resend it"))
             for _, d in batch:
@@ -107,13 +113,23 @@ class BatchWriter(Service):
             return
         self.commits += 1
         self.stored += len(batch)
+        self._next()
         for (_, d), result in zip(batch, results, strict=True):
             d.callback(result)
 
-    def _flushed(self, _):
+    def _next(self):
+        """
+        The transaction in flight is over: start the next one now if
+        messages are queued and no batch delay applies.
+        """
         self._flushing = False
         self._in_flight = 0
-        self._schedule()
+        if self._queue and not self._batch_delay:
+            self._flush()
+        else:
+            self._schedule()
+
+    def _notify_idle(self, _):
         if not self._queue and not self._flushing:
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:

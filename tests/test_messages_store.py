@@ -661,6 +661,53 @@ class BatchWriterTests(TestCase):
                          [2, 3, 4, 5, 6])
         self.assertEqual(self.writer.commits, 3)
 
+    def test_next_batch_starts_before_results_are_handed_out(self):
+        """
+        When a transaction commits, the messages queued meanwhile are sent
+        to the store before the committed ones' results are handed out, so
+        the database works on them while the results are delivered; the
+        results still arrive in submission order.
+        """
+        first = self.writer.submit(self._message(0))
+        self.clock.advance(0)
+        second = self.writer.submit(self._message(1))
+        batches_when_first_fired = []
+        first.addCallback(
+            lambda stored: batches_when_first_fired.append(len(self.store.batches)))
+        self.store.commit()
+        self.assertEqual(batches_when_first_fired, [2])
+        self.assertNoResult(second)
+        self.store.commit()
+        self.assertEqual(self.successResultOf(second).id, 2)
+
+    def test_next_batch_after_a_failure(self):
+        """
+        A failed transaction also starts the next one at once.
+        """
+        bad = self.writer.submit(self._message(0))
+        self.clock.advance(0)
+        good = self.writer.submit(self._message(1))
+        self.store.fail()
+        self.failureResultOf(bad, StorageUnavailable)
+        self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(len(self.store.batches), 2)
+        self.store.commit()
+        self.successResultOf(good)
+
+    def test_batch_delay_applies_after_a_commit(self):
+        """
+        With a batch delay, the next transaction waits for it after a
+        commit too.
+        """
+        writer = BatchWriter(self.store, self.clock, batch_delay=0.5)
+        writer.submit(self._message(0))
+        self.clock.advance(0.5)
+        writer.submit(self._message(1))
+        self.store.commit()
+        self.assertEqual(len(self.store.batches), 1)
+        self.clock.advance(0.5)
+        self.assertEqual(len(self.store.batches), 2)
+
     def test_failure_fails_the_batch_only(self):
         bad = self.writer.submit(self._message(0))
         self.clock.advance(0)
