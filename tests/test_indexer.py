@@ -44,8 +44,14 @@ class IndexerTestCase(TestCase):
              for i in range(count)], 1000)
 
     async def _pending(self):
+        """
+        How many messages the index lacks: queued, or above the last id
+        indexed.
+        """
         rows = await self.database.run("pending", lambda txn: txn.execute(
-            "SELECT COUNT(*) FROM search_pending").fetchone())
+            "SELECT (SELECT COUNT(*) FROM search_pending)"
+            " + (SELECT COUNT(*) FROM messages WHERE id >"
+            " (SELECT indexed_through FROM search_progress))").fetchone())
         return int(rows[0])
 
 

@@ -127,6 +127,49 @@ class MigrationTests(TestCase):
         found = await MessageStore(database).since(bob.id, [], 0, 10)
         self.assertEqual([m.content for m in found], ["hi", "yo"])
 
+    async def test_search_queue_kept_through_schema_7(self):
+        """
+        Schema 7 drops the trigger that queued new messages for the search
+        index: what it queued before is still indexed, what was indexed is
+        not read again, and messages stored afterwards are found by id.
+        """
+        from chatd.stores.messages import ONE_TO_ONE, MessageStore, NewMessage
+        from chatd.stores.search import SearchStore, _add_txn, parse_query
+        from tests.helpers import create_user
+
+        database = empty_database(self)
+        await prepare_database(database, target=6)
+        alice = await create_user(database, "alice")
+        bob = await create_user(database, "bob")
+        messages, search = MessageStore(database), SearchStore(database)
+
+        async def send(text):
+            [stored] = await messages.insert_batch(
+                [NewMessage(alice.id, None, ONE_TO_ONE, bob.id, 1, text)], 1)
+            return stored.id
+
+        indexed = await send("indexed before")
+
+        def index_as_schema_6_did_txn(txn):
+            _add_txn(txn, [(indexed, "indexed before")], replace=False)
+            txn.execute("DELETE FROM search_pending WHERE message_id = ?", (indexed,))
+
+        await database.run("index", index_as_schema_6_did_txn)
+        queued = await send("queued before")
+        await prepare_database(database)
+        progress = await database.run("progress", lambda txn: txn.execute(
+            "SELECT indexed_through FROM search_progress").fetchall())
+        self.assertEqual([int(row[0]) for row in progress], [queued])
+        later = await send("stored after")
+
+        async def found(text):
+            return [m.id for m in await search.search(
+                alice.id, [], parse_query(text))]
+
+        self.assertEqual(await found("before"), [queued, indexed])
+        self.assertEqual(await found("after"), [later])
+        self.assertEqual(await search.catch_up(), 0)
+
     async def test_newer_database_refused(self):
         """
         A database whose schema is newer than the code is refused with a

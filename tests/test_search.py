@@ -142,9 +142,68 @@ class SearchStoreTests(TestCase):
 
     async def test_catch_up(self):
         """
-        The indexer empties the queue; searching afterwards still works.
+        New messages are not queued: the indexer finds them above the last
+        id it indexed. Searching afterwards still works.
         """
         await self._setup()
+        queued = await self.database.run("queued", lambda txn: txn.execute(
+            "SELECT COUNT(*) FROM search_pending").fetchone())
+        self.assertEqual(int(queued[0]), 0)
         self.assertEqual(await self.search.catch_up(), 5)
         self.assertEqual(await self.search.catch_up(), 0)
         self.assertEqual(await self._find(self.carol, "secret"), ["bc1"])
+
+    async def test_edit_while_the_queue_is_read(self):
+        """
+        An edit on another connection while a catch-up has read the queue
+        waits for it (MySQL: the rows it read are locked; SQLite: one
+        writer at a time), instead of having its re-queue deleted with
+        them: the new text is indexed, the old one forgotten.
+        """
+        import threading
+
+        from twisted.internet.threads import deferToThread
+
+        from chatd.storage.database import Transaction
+        from chatd.stores.edits import edit_txn
+        from chatd.stores.search import catch_up_txn
+
+        await self._setup()
+        await self.search.catch_up()
+        message_id = self.ids["ab1"]
+        self.assertTrue(await EditStore(self.database).edit(
+            message_id, "first draft", 2000))
+        engine = self.database.engine
+
+        def edit_elsewhere():
+            connection = engine.connect()
+            try:
+                cursor = connection.cursor()
+                engine.begin(cursor)
+                edit_txn(Transaction(engine, cursor), message_id,
+                         "second draft", 3000)
+                connection.commit()
+            finally:
+                connection.close()
+
+        edit = threading.Thread(target=edit_elsewhere)
+
+        def catch_up_with_an_edit_txn(txn):
+            execute = txn.execute
+
+            def execute_then_edit(sql, args=()):
+                cursor = execute(sql, args)
+                if "FROM search_pending p" in sql and edit.ident is None:
+                    edit.start()
+                    # Long enough for the edit to commit, unless it waits.
+                    edit.join(1.0)
+                return cursor
+
+            txn.execute = execute_then_edit
+            return catch_up_txn(txn)
+
+        await self.database.run_derived("catch up", catch_up_with_an_edit_txn)
+        await deferToThread(edit.join, 30)
+        self.assertFalse(edit.is_alive())
+        self.assertEqual(await self._find(self.alice, "second"), ["ab1"])
+        self.assertEqual(await self._find(self.alice, "first"), [])

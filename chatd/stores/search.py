@@ -13,12 +13,14 @@ through the terms that start with it.
 The index: SQLite keeps the terms of each message in the FTS5 table
 C{message_search} (rowid = message id); MariaDB/MySQL keep one row per
 (term, message) in C{search_terms} (MariaDB has no n-gram FULLTEXT parser:
-see docs/search.md for the measurement). A trigger queues every new message
-in C{search_pending} in the transaction that stores it; L{catch_up_txn}
-indexes the queue before each search (a bounded amount) and whenever the
-indexer service (L{chatd.indexer}) runs, so the message write path does no
-tokenizing. Edits re-queue a message;
-recalls drop it from the index.
+see docs/search.md for the measurement). L{catch_up_txn} indexes the
+messages above the last id indexed (C{search_progress}) and those queued in
+C{search_pending} (edits re-queue a message), before each search (a bounded
+amount) and whenever the indexer service (L{chatd.indexer}) runs, so the
+message write path does no search work at all. Recalls drop a message from
+the index. Reading new messages by id relies on ids becoming visible in
+order: one writer stores messages, one transaction at a time
+(L{chatd.batching}).
 
 A query matches a message when every query term is among the message's
 terms (a single CJK character: a term starting with it); a CJK run of three
@@ -129,7 +131,9 @@ def parse_query(text):
 # Indexing.
 
 
-def _index_sqlite_txn(txn, rows):
+def _add_sqlite_txn(txn, rows):
+    # One FTS row per message: an edited message indexed from the queue
+    # may be among the new ones in the same catch-up.
     txn.executemany("DELETE FROM message_search WHERE rowid = ?",
                     [(message_id,) for message_id, _ in rows])
     txn.executemany(
@@ -138,7 +142,12 @@ def _index_sqlite_txn(txn, rows):
          for message_id, content in rows if content])
 
 
-def _index_mysql_txn(txn, rows):
+def _add_mysql_txn(txn, rows, replace):
+    if replace and rows:
+        txn.execute(
+            "DELETE FROM search_terms WHERE message_id IN ("
+            + ", ".join("?" for _ in rows) + ")",
+            [message_id for message_id, _ in rows])
     pairs = [(term, message_id) for message_id, content in rows
              for term in terms(content)]
     for start in range(0, len(pairs), 1000):
@@ -146,37 +155,89 @@ def _index_mysql_txn(txn, rows):
                            pairs[start:start + 1000])
 
 
+def _add_txn(txn, rows, replace):
+    """
+    Index C{rows} of (message id, text); an empty text indexes nothing.
+    With C{replace}, first drop what the index holds for those messages
+    (SQLite always does).
+    """
+    if txn.engine.name == "sqlite":
+        _add_sqlite_txn(txn, rows)
+    else:
+        _add_mysql_txn(txn, rows, replace)
+
+
+def _searchable(found):
+    # (id, content, recalled_at) rows as (id, text): a recalled message,
+    # or one no longer stored, has no text to index.
+    return [(int(message_id), content if recalled is None and content else "")
+            for message_id, content, recalled in found]
+
+
+def _index_queued_txn(txn, batch):
+    """
+    Index again up to C{batch} messages of the queue (edited messages).
+    On MySQL the queue and the messages are read with locks, so an edit
+    committing meanwhile waits, and its re-queue is not deleted unread.
+
+    @return: how many were taken off the queue.
+    """
+    locking = "" if txn.engine.name == "sqlite" else " FOR UPDATE"
+    txn.execute(
+        "SELECT p.message_id, m.content, m.recalled_at"
+        " FROM search_pending p LEFT JOIN messages m ON m.id = p.message_id"
+        " ORDER BY p.message_id LIMIT ?" + locking, (batch,))
+    queued = txn.fetchall()
+    if not queued:
+        return 0
+    _add_txn(txn, _searchable(queued), replace=True)
+    ids = [int(row[0]) for row in queued]
+    txn.execute(
+        "DELETE FROM search_pending WHERE message_id IN ("
+        + ", ".join("?" for _ in ids) + ")", ids)
+    return len(queued)
+
+
+def _index_new_txn(txn, batch):
+    """
+    Index up to C{batch} messages above the last id indexed. On MySQL the
+    progress row is read with a lock: two catch-ups take turns instead of
+    indexing the same messages.
+
+    @return: how many messages were read.
+    """
+    locking = "" if txn.engine.name == "sqlite" else " FOR UPDATE"
+    txn.execute("SELECT indexed_through FROM search_progress WHERE id = 1" + locking)
+    through = int(txn.fetchone()[0])
+    txn.execute(
+        "SELECT id, content, recalled_at FROM messages WHERE id > ?"
+        " ORDER BY id LIMIT ?", (through, batch))
+    found = txn.fetchall()
+    if not found:
+        return 0
+    _add_txn(txn, [row for row in _searchable(found) if row[1]], replace=False)
+    txn.execute("UPDATE search_progress SET indexed_through = ? WHERE id = 1",
+                (int(found[-1][0]),))
+    return len(found)
+
+
 def catch_up_txn(txn, batch=INDEX_BATCH, rounds=None):
     """
-    Index the messages queued in C{search_pending}, C{batch} at a time,
-    until the queue is empty (or C{rounds} batches are done).
+    Index what the index lacks, C{batch} messages at a time, until nothing
+    is left (or C{rounds} batches are done): in each batch the queued
+    (edited) messages first, then the new ones.
 
     @return: how many messages were indexed.
     """
     done = 0
     while rounds is None or rounds > 0:
-        txn.execute(
-            "SELECT p.message_id, m.content, m.recalled_at"
-            " FROM search_pending p LEFT JOIN messages m ON m.id = p.message_id"
-            " ORDER BY p.message_id LIMIT ?", (batch,))
-        queued = txn.fetchall()
-        if not queued:
-            break
-        rows = [(int(message_id), content if recalled is None else "")
-                for message_id, content, recalled in queued
-                if content is not None]
-        if txn.engine.name == "sqlite":
-            _index_sqlite_txn(txn, rows)
-        else:
-            _index_mysql_txn(txn, [(m, c) for m, c in rows if c])
-        ids = [int(row[0]) for row in queued]
-        txn.execute(
-            "DELETE FROM search_pending WHERE message_id IN ("
-            + ", ".join("?" for _ in ids) + ")", ids)
-        done += len(ids)
+        count = _index_queued_txn(txn, batch)
+        if count < batch:
+            count += _index_new_txn(txn, batch - count)
+        done += count
         if rounds is not None:
             rounds -= 1
-        if len(queued) < batch:
+        if count < batch:
             break
     return done
 

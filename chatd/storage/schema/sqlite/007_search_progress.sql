@@ -1,0 +1,16 @@
+-- chatd schema 7: the search indexer finds new messages by id.
+-- A trigger queued every new message in search_pending, in the message's
+-- own statement; the indexer now reads the messages above the last id it
+-- indexed instead (chatd/stores/search.py), and the queue keeps edited
+-- messages only. Messages become visible in id order: one writer stores
+-- them, one transaction at a time (chatd/batching.py).
+DROP TRIGGER messages_search_queue;
+
+CREATE TABLE search_progress (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed_through INTEGER NOT NULL
+);
+
+-- What the trigger queued stays queued, and is indexed from the queue.
+INSERT INTO search_progress (id, indexed_through)
+    SELECT 1, COALESCE(MAX(id), 0) FROM messages;
