@@ -15,6 +15,8 @@ acknowledging each message) is event-loop work that the database's time on
 the next batch can overlap, instead of leaving the writer idle meanwhile.
 """
 
+from collections import deque
+
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -59,6 +61,9 @@ class BatchWriter(Service):
         self._in_flight = 0
         self._closed = False
         self._idle_waiters = []
+        self._finished = deque()
+        self._starting = False
+        self._handing_out = False
         self.commits = 0
         self.stored = 0
 
@@ -105,29 +110,53 @@ class BatchWriter(Service):
                 [message for message, _ in batch], created_at)
         except Exception:
             log.failure("Storing {count} messages failed", count=len(batch))
-            self._next()
-            failure = Failure(StorageUnavailable(
-                "the message could not be stored; resend it"))
-            for _, d in batch:
-                d.errback(failure)
-            return
-        self.commits += 1
-        self.stored += len(batch)
+            results = [Failure(StorageUnavailable(
+                "the message could not be stored; resend it"))] * len(batch)
+        else:
+            self.commits += 1
+            self.stored += len(batch)
+        self._finished.append((batch, results))
         self._next()
-        for (_, d), result in zip(batch, results, strict=True):
-            d.callback(result)
+        self._hand_out()
 
     def _next(self):
         """
         The transaction in flight is over: start the next one now if
-        messages are queued and no batch delay applies.
+        messages are queued and no batch delay applies. A store that
+        answers at once re-enters this from the batch just started; the
+        outermost call then starts the batches one after another, so the
+        stack does not grow with them.
         """
         self._flushing = False
         self._in_flight = 0
-        if self._queue and not self._batch_delay:
-            self._flush()
-        else:
-            self._schedule()
+        if self._starting:
+            return
+        self._starting = True
+        try:
+            while self._queue and not self._flushing and not self._batch_delay:
+                self._flush()
+        finally:
+            self._starting = False
+        self._schedule()
+
+    def _hand_out(self):
+        """
+        Fire the results of the finished transactions in the order they
+        were submitted, unless a call further up the stack is doing so.
+        """
+        if self._handing_out:
+            return
+        self._handing_out = True
+        try:
+            while self._finished:
+                batch, results = self._finished.popleft()
+                for (_, d), result in zip(batch, results, strict=True):
+                    if isinstance(result, Failure):
+                        d.errback(result)
+                    else:
+                        d.callback(result)
+        finally:
+            self._handing_out = False
 
     def _notify_idle(self, _):
         if not self._queue and not self._flushing:

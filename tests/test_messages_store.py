@@ -694,6 +694,47 @@ class BatchWriterTests(TestCase):
         self.store.commit()
         self.successResultOf(good)
 
+    def test_store_answering_at_once(self):
+        """
+        A store whose answers come at once (a database already closed
+        fails at once) still gets its batches one after another, results
+        handed out in submission order, however many batches are queued:
+        the next batches do not pile up on the stack.
+        """
+        from twisted.internet.defer import fail as failed
+        from twisted.internet.defer import succeed as succeeded
+
+        from chatd.stores.messages import Stored
+
+        class AtOnce:
+            def __init__(self, failing):
+                self.failing = failing
+                self.next_id = 1
+
+            def insert_batch(self, messages, created_at):
+                if self.failing:
+                    return failed(RuntimeError("database closed"))
+                stored = [Stored(self.next_id + n, created_at) for n in range(len(messages))]
+                self.next_id += len(messages)
+                return succeeded(stored)
+
+        writer = BatchWriter(AtOnce(failing=False), self.clock, batch_size=1)
+        order = []
+        for n in range(3000):
+            writer.submit(self._message(n)).addCallback(
+                lambda stored: order.append(stored.id))
+        self.clock.advance(0)
+        self.assertEqual(order, list(range(1, 3001)))
+        self.successResultOf(writer.wait_idle())
+
+        writer = BatchWriter(AtOnce(failing=True), self.clock, batch_size=1)
+        refused = [writer.submit(self._message(n)) for n in range(3000)]
+        self.clock.advance(0)
+        for d in refused:
+            self.failureResultOf(d, StorageUnavailable)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 3000)
+        self.successResultOf(writer.wait_idle())
+
     def test_batch_delay_applies_after_a_commit(self):
         """
         With a batch delay, the next transaction waits for it after a
