@@ -10,7 +10,8 @@ It fills a fresh database (a temporary SQLite file, or the named MySQL
 database, dropped and created again) with synthetic messages, a mix of
 English and Chinese/Japanese text, between 200 users in one-to-one
 conversations; then measures indexing (chatd.stores.search.catch_up_txn)
-and search (chatd.stores.search.search_txn, as GET /api/v1/search runs it)
+and search (chatd.stores.search.search_txn, the query GET /api/v1/search runs
+after its catch-up)
 for a few kinds of query. With --fulltext (MySQL only), it also builds
 InnoDB's FULLTEXT index on messages.content and runs the same queries with
 MATCH ... AGAINST, reporting how many of the expected messages it finds.

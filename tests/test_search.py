@@ -4,13 +4,13 @@ the queue trigger, edits and recalls, and searching only what a user may
 read, on the test database (SQLite, or MariaDB with CHATD_TEST_MYSQL).
 """
 
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from chatd.errors import BadRequest
 from chatd.stores.edits import EditStore
 from chatd.stores.messages import GROUP, ONE_TO_ONE, MessageStore, NewMessage
 from chatd.stores.search import SearchStore, parse_query, terms
-from tests.helpers import create_group, create_user, migrated_database
+from tests.helpers import ENGINE, create_group, create_user, migrated_database
 
 
 class TermsTests(SynchronousTestCase):
@@ -153,6 +153,73 @@ class SearchStoreTests(TestCase):
         self.assertEqual(await self.search.catch_up(), 0)
         self.assertEqual(await self._find(self.carol, "secret"), ["bc1"])
 
+    def _on_another_connection(self, function, *args):
+        """
+        A thread, not started, that runs C{function(txn, *args)} in a
+        transaction on a connection of its own and commits it.
+        """
+        import threading
+
+        from chatd.storage.database import Transaction
+
+        engine = self.database.engine
+
+        def run():
+            connection = engine.connect()
+            try:
+                cursor = connection.cursor()
+                engine.begin(cursor)
+                function(Transaction(engine, cursor), *args)
+                connection.commit()
+            finally:
+                connection.close()
+
+        return threading.Thread(target=run)
+
+    async def _interleaved(self, function, marker, other):
+        """
+        Run C{function(txn)} in a transaction; right after its first
+        statement containing C{marker}, start the thread C{other} and give
+        it a second to finish.
+
+        @return: whether C{other} finished within that second.
+        """
+        from twisted.internet.threads import deferToThread
+
+        finished_meanwhile = []
+
+        def interleaved_txn(txn):
+            execute = txn.execute
+
+            def execute_then_other(sql, args=()):
+                cursor = execute(sql, args)
+                if marker in sql and other.ident is None:
+                    other.start()
+                    other.join(1.0)
+                    finished_meanwhile.append(not other.is_alive())
+                return cursor
+
+            txn.execute = execute_then_other
+            return function(txn)
+
+        await self.database.run_derived("interleaved", interleaved_txn)
+        await deferToThread(other.join, 30)
+        self.assertFalse(other.is_alive())
+        self.assertEqual(len(finished_meanwhile), 1)
+        return finished_meanwhile[0]
+
+    async def _terms_of(self, message_id):
+        def terms_txn(txn):
+            if txn.engine.name == "sqlite":
+                txn.execute("SELECT terms FROM message_search WHERE rowid = ?",
+                            (message_id,))
+                return sorted(w for row in txn.fetchall() for w in row[0].split())
+            txn.execute("SELECT term FROM search_terms WHERE message_id = ?",
+                        (message_id,))
+            return sorted(row[0] for row in txn.fetchall())
+
+        return await self.database.run("terms", terms_txn)
+
     async def test_edit_while_the_queue_is_read(self):
         """
         An edit on another connection while a catch-up has read the queue
@@ -160,11 +227,6 @@ class SearchStoreTests(TestCase):
         writer at a time), instead of having its re-queue deleted with
         them: the new text is indexed, the old one forgotten.
         """
-        import threading
-
-        from twisted.internet.threads import deferToThread
-
-        from chatd.storage.database import Transaction
         from chatd.stores.edits import edit_txn
         from chatd.stores.search import catch_up_txn
 
@@ -173,37 +235,72 @@ class SearchStoreTests(TestCase):
         message_id = self.ids["ab1"]
         self.assertTrue(await EditStore(self.database).edit(
             message_id, "first draft", 2000))
-        engine = self.database.engine
-
-        def edit_elsewhere():
-            connection = engine.connect()
-            try:
-                cursor = connection.cursor()
-                engine.begin(cursor)
-                edit_txn(Transaction(engine, cursor), message_id,
-                         "second draft", 3000)
-                connection.commit()
-            finally:
-                connection.close()
-
-        edit = threading.Thread(target=edit_elsewhere)
-
-        def catch_up_with_an_edit_txn(txn):
-            execute = txn.execute
-
-            def execute_then_edit(sql, args=()):
-                cursor = execute(sql, args)
-                if "FROM search_pending p" in sql and edit.ident is None:
-                    edit.start()
-                    # Long enough for the edit to commit, unless it waits.
-                    edit.join(1.0)
-                return cursor
-
-            txn.execute = execute_then_edit
-            return catch_up_txn(txn)
-
-        await self.database.run_derived("catch up", catch_up_with_an_edit_txn)
-        await deferToThread(edit.join, 30)
-        self.assertFalse(edit.is_alive())
+        await self._interleaved(
+            catch_up_txn, "FROM search_pending p",
+            self._on_another_connection(edit_txn, message_id, "second draft", 3000))
         self.assertEqual(await self._find(self.alice, "second"), ["ab1"])
         self.assertEqual(await self._find(self.alice, "first"), [])
+        self.assertEqual(await self._terms_of(message_id), ["draft", "second"])
+
+    async def test_recall_while_new_messages_are_read(self):
+        """
+        A recall that commits while a catch-up is indexing the message by
+        id (after reading its text, before committing) leaves none of its
+        words in the index once the next catch-up has run.
+        """
+        from chatd.stores.edits import recall_txn
+        from chatd.stores.search import catch_up_txn
+
+        await self._setup()
+        message_id = self.ids["bc1"]
+        await self._interleaved(
+            catch_up_txn, "FROM messages WHERE id >",
+            self._on_another_connection(recall_txn, message_id, 5000))
+        await self.search.catch_up()
+        self.assertEqual(await self._terms_of(message_id), [])
+        self.assertEqual(await self._find(self.carol, "secret"), [])
+
+    async def test_deleted_messages_leave_no_terms(self):
+        """
+        Deleting messages (a deleted group) drops their terms and queues
+        them, so that terms a concurrent catch-up wrote are dropped too.
+        """
+        await self._setup()
+        await self.search.catch_up()
+        conversation = f"g:{self.group.id}"
+
+        def delete_txn(txn):
+            txn.execute("DELETE FROM messages WHERE conversation = ?", (conversation,))
+
+        await self.database.run("delete", delete_txn)
+        for key in ("g1", "g2"):
+            self.assertEqual(await self._terms_of(self.ids[key]), [])
+        self.assertEqual(await self.search.catch_up(), 2)
+        self.assertEqual(await self.search.catch_up(), 0)
+
+    async def test_search_query_holds_no_indexer_lock(self):
+        """
+        On MySQL a search's catch-up is a transaction of its own: while
+        the search query runs, another catch-up is not kept waiting.
+        """
+        if ENGINE == "sqlite":
+            raise SkipTest("SQLite runs one write transaction at a time")
+        from chatd.stores.search import catch_up_txn, search_txn
+
+        await self._setup()
+        run_derived = self.database.run_derived
+        finished = []
+
+        async def search_interleaved(description, function, *args):
+            if function is not search_txn:
+                return await run_derived(description, function, *args)
+            await self.messages.insert_batch(
+                [NewMessage(self.alice.id, None, ONE_TO_ONE, self.bob.id, 1, "later")],
+                3000)
+            finished.append(await self._interleaved(
+                lambda txn: function(txn, *args), " DESC LIMIT",
+                self._on_another_connection(catch_up_txn)))
+
+        self.patch(self.database, "run_derived", search_interleaved)
+        await self.search.search(self.alice.id, [self.group.id], parse_query("lunch"))
+        self.assertEqual(finished, [True])

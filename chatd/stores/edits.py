@@ -64,7 +64,7 @@ def recall_txn(txn, message_id, now):
         (now, message_id))
     if txn.rowcount == 0:
         return False, None
-    search.forget_txn(txn, message_id)
+    search.reindex_txn(txn, message_id)
     orphan = None
     if facts.url:
         txn.execute(

@@ -244,7 +244,7 @@ def catch_up_txn(txn, batch=INDEX_BATCH, rounds=None):
 
 def forget_txn(txn, message_id):
     """
-    Drop a message from the index (a recall).
+    Drop a message from the index.
     """
     txn.execute("DELETE FROM search_pending WHERE message_id = ?",
                 (message_id,))
@@ -257,7 +257,10 @@ def forget_txn(txn, message_id):
 
 def reindex_txn(txn, message_id):
     """
-    Index a message again after its text changed (an edit).
+    Index a message again after its text changed (an edit, or a recall,
+    which leaves no text): its terms go now, and the queue has the next
+    catch-up index it under locks, so terms a catch-up read by id just
+    before the change committed do not stay behind.
     """
     forget_txn(txn, message_id)
     txn.execute("INSERT INTO search_pending (message_id) VALUES (?)",
@@ -332,7 +335,6 @@ def search_txn(txn, user_id, group_ids, query, conversation, before_id,
 
     @return: a list of L{chatd.stores.messages.StoredMessage}.
     """
-    catch_up_txn(txn, rounds=SEARCH_CATCH_UP_ROUNDS)
     if txn.engine.name == "sqlite":
         source, where, args, order = _candidates_sqlite(query)
     else:
@@ -372,15 +374,19 @@ class SearchStore:
     async def search(self, user_id, group_ids, query, conversation=None,
                      before_id=None, limit=20):
         """
-        See L{search_txn}.
+        See L{search_txn}. What the index lacks is indexed first (a
+        bounded amount), in a transaction of its own: on MySQL the search
+        query then holds none of the indexer's locks.
         """
+        await self.catch_up(rounds=SEARCH_CATCH_UP_ROUNDS)
         return await self._database.run_derived(
             "search_messages", search_txn, user_id, list(group_ids), query,
             conversation, before_id, limit)
 
     async def catch_up(self, batch=INDEX_BATCH, rounds=4):
         """
-        Index up to C{batch * rounds} queued messages; see L{catch_up_txn}.
+        Index up to C{batch * rounds} messages the index lacks; see
+        L{catch_up_txn}.
         """
         return await self._database.run_derived(
             "search_catch_up", catch_up_txn, batch, rounds)

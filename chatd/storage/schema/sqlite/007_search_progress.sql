@@ -1,15 +1,23 @@
 -- chatd schema 7: the search indexer finds new messages by id.
 -- A trigger queued every new message in search_pending, in the message's
 -- own statement; the indexer now reads the messages above the last id it
--- indexed instead (chatd/stores/search.py), and the queue keeps edited
--- messages only. Messages become visible in id order: one writer stores
--- them, one transaction at a time (chatd/batching.py).
+-- indexed instead (chatd/stores/search.py), and the queue keeps edited,
+-- recalled and deleted messages only. Messages become visible in id
+-- order: one writer stores them, one transaction at a time
+-- (chatd/batching.py).
 DROP TRIGGER messages_search_queue;
 
 CREATE TABLE search_progress (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     indexed_through INTEGER NOT NULL
 );
+
+-- A deleted message (a deleted group) is queued as well as dropped from the
+-- index: a catch-up that read it by id before the delete committed may
+-- have indexed it since, and the queue has the next one drop that again.
+DROP TRIGGER messages_search_forget;
+
+CREATE TRIGGER messages_search_forget AFTER DELETE ON messages BEGIN DELETE FROM message_search WHERE rowid = old.id; INSERT OR IGNORE INTO search_pending (message_id) VALUES (old.id); END;
 
 -- What the trigger queued stays queued, and is indexed from the queue.
 INSERT INTO search_progress (id, indexed_through)
