@@ -150,8 +150,10 @@ def limit_malloc_arenas(count=2):
 # interpreter lock to one that waits for it; its default is 0.005. On one
 # core, a database thread whose reply has arrived waits that long behind a
 # busy event loop at every hand-over, and the message writer makes several
-# per batch: 0.2 ms took MariaDB's acknowledged messages/s up by 15-20%,
-# and SQLite's no lower (docs/benchmarks.md, "Fifth round").
+# per batch. With the group commit starting the next batch before handing
+# out results (chatd/batching.py), 0.2 ms took MariaDB's acknowledged
+# messages/s up by 15-20%, and SQLite's no lower; alone it did nothing
+# (docs/benchmarks.md, "Fifth round").
 THREAD_SWITCH_INTERVAL = 0.0002
 
 

@@ -36,6 +36,9 @@ class SqliteEngine:
     """
 
     name = "sqlite"
+    # What a read that must hold its rows until commit ends with: nothing,
+    # as write transactions run one at a time.
+    for_update = ""
 
     def __init__(self, path):
         self.path = path
@@ -130,6 +133,7 @@ class MysqlEngine:
     """
 
     name = "mysql"
+    for_update = " FOR UPDATE"
 
     def __init__(self, host, port, user, password, database, pool_size=5):
         import pymysql

@@ -182,11 +182,10 @@ def _index_queued_txn(txn, batch):
 
     @return: how many were taken off the queue.
     """
-    locking = "" if txn.engine.name == "sqlite" else " FOR UPDATE"
     txn.execute(
         "SELECT p.message_id, m.content, m.recalled_at"
         " FROM search_pending p LEFT JOIN messages m ON m.id = p.message_id"
-        " ORDER BY p.message_id LIMIT ?" + locking, (batch,))
+        " ORDER BY p.message_id LIMIT ?" + txn.engine.for_update, (batch,))
     queued = txn.fetchall()
     if not queued:
         return 0
@@ -206,8 +205,8 @@ def _index_new_txn(txn, batch):
 
     @return: how many messages were read.
     """
-    locking = "" if txn.engine.name == "sqlite" else " FOR UPDATE"
-    txn.execute("SELECT indexed_through FROM search_progress WHERE id = 1" + locking)
+    txn.execute("SELECT indexed_through FROM search_progress WHERE id = 1"
+                + txn.engine.for_update)
     through = int(txn.fetchone()[0])
     txn.execute(
         "SELECT id, content, recalled_at FROM messages WHERE id > ?"
