@@ -38,11 +38,7 @@ def summarise(path, top=15):
     own, inclusive = collections.Counter(), collections.Counter()
     total = 0
     with open(path) as f:
-        for line in f:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
-            if not stack:
-                continue
-            n = int(count)
+        for stack, n in _stacks(f):
             total += n
             frames = [_short(frame) for frame in stack.split(";")]
             own[frames[-1]] += n
@@ -56,6 +52,24 @@ def summarise(path, top=15):
         return [(round(100 * n / total, 1), name) for name, n in counter.most_common(top)]
 
     return percent(own), percent(inclusive)
+
+
+def _stacks(lines):
+    """
+    C{(stack, count)} for each sample line. py-spy sometimes reads a frame
+    name holding a newline (a line of source instead of a function name),
+    which splits its sample over two lines: those are joined again.
+    """
+    pending = ""
+    for line in lines:
+        line = pending + line.rstrip("\n")
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            pending = line + " "
+            continue
+        pending = ""
+        if stack:
+            yield stack, int(count)
 
 
 def _module(short_frame):

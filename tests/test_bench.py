@@ -99,6 +99,19 @@ class ProfileSummaryTests(SynchronousTestCase):
         self.assertEqual(inclusive[0], (100.0, "send (messaging.py)"))
         self.assertNotIn("run (base.py)", [name for _, name in inclusive])
 
+    def test_summarise_frame_name_with_newline(self):
+        """
+        A sample that a frame name holding a newline split over two lines
+        counts once, under its last frame.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("run (/x/base.py:1);def __init__(self, name):\n"
+                    "    pass (/y/t.py:3);send (/y/messaging.py:5) 3\n")
+            f.write("run (/x/base.py:1) 1\n")
+        own, _ = profile.summarise(path)
+        self.assertEqual(own, [(75.0, "send (messaging.py)"), (25.0, "run (base.py)")])
+
 
 class CProfileSummaryTests(SynchronousTestCase):
     def test_summarise_cprofile(self):
