@@ -257,6 +257,7 @@ def _summarise(stats, expected, connections, server_cpu, instructions=None):
     return {
         "seconds": seconds,
         "sent": sum(s["sent"] for s in stats),
+        "sent_per_second": sum(s["sent"] for s in stats) / seconds,
         "acked": acked,
         "acked_per_second": acked / seconds,
         "delivered": len(delivery),

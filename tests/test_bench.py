@@ -12,7 +12,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from bench import profile
 from bench.cli import _count_covered, _median_report, _percentile
 from bench.rawws import RawWebSocketClient, encode_frame
-from bench.worker import _ranges
+from bench.worker import RatePacer, _ranges
 
 
 def _unmask(frame):
@@ -86,6 +86,28 @@ class AccountingTests(SynchronousTestCase):
         self.assertIsNone(_percentile([], 0.5))
         report = _median_report([{"a": 1, "b": "x"}, {"a": 3, "b": "y"}, {"a": 2, "b": "z"}])
         self.assertEqual(report, {"a": 2, "b": "z"})
+
+
+class RatePacerTests(SynchronousTestCase):
+    def test_ticks_on_time(self):
+        # Times in 256ths of a second are exact in binary floating point.
+        pacer = RatePacer(6400, started=0.0)
+        self.assertEqual([pacer.due(i / 256) for i in range(1, 5)], [25] * 4)
+
+    def test_late_ticks_are_made_up(self):
+        """
+        A tick that comes three ticks late sends what the skipped ticks
+        owed, so the messages sent follow the time elapsed.
+        """
+        pacer = RatePacer(6400, started=0.0)
+        self.assertEqual(pacer.due(1 / 256), 25)
+        self.assertEqual(pacer.due(5 / 256), 100)
+        self.assertEqual(pacer.due(6 / 256), 25)
+
+    def test_fractions_carry_over(self):
+        pacer = RatePacer(150, started=0.0)
+        sent = sum(pacer.due(0.005 * i) for i in range(1, 201))
+        self.assertEqual(sent, 150)
 
 
 class ProfileSummaryTests(SynchronousTestCase):
@@ -221,7 +243,7 @@ class SummaryTests(SynchronousTestCase):
                   "acked": 0, "sent": 0, "errors": {"x": 1}, "duplicates": 0,
                   "reordered": 1, "cpu_seconds": 0.5}]
         figures = _summarise(stats, [("r", "k")], connections, (1.0, 0.5, 1.2), 8000)
-        self.assertEqual(figures["acked_per_second"], 2.0)
+        self.assertEqual((figures["sent_per_second"], figures["acked_per_second"]), (2.0, 2.0))
         self.assertEqual(figures["lost"], 1)
         self.assertEqual(figures["delivery_p50_ms"], 3.0)
         self.assertEqual((figures["server_cpu_percent"], figures["server_kernel_cpu_percent"],
