@@ -17,6 +17,8 @@ MEMBER_LEFT = "member_left"  # group_id, user_id
 GROUP_DELETED = "group_deleted"  # group_id
 FRIENDSHIP_ADDED = "friendship_added"  # user_id, friend_id
 FRIENDSHIP_REMOVED = "friendship_removed"  # user_id, friend_id
+TOKEN_REVOKED = "token_revoked"  # user_id, token_id
+TOKENS_REVOKED = "tokens_revoked"  # user_id, issued_before (ms)
 
 
 class Events:

@@ -63,7 +63,7 @@ def build_parts(config, database, reactor, events=None):
     passwords = PasswordHasher(reactor, log2_n=config.auth.scrypt_log2_n)
     limits = AuthLimits(reactor, config.auth)
     accounts = Accounts(users, passwords, tokens, limits, files, reactor,
-                        config.auth.password_min_length)
+                        events, config.auth.password_min_length)
     social = Social(users, social_store, group_store, events, reactor)
     groups = Groups(users, group_store, events, reactor)
     history = History(users, groups, messages)

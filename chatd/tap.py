@@ -95,6 +95,7 @@ def build_service(config, reactor, on_start_failure=None):
     realtime.writer.setServiceParent(root_service)
     realtime.hub.setServiceParent(root_service)
     realtime.keepalive.setServiceParent(root_service)
+    realtime.sessions.setServiceParent(root_service)
     build_conversation_frames(config, realtime.hub, realtime.factory, parts,
                               reactor).setServiceParent(root_service)
     realtime.calls.setServiceParent(root_service)

@@ -34,6 +34,7 @@ class Identity:
     Who a verified token speaks for.
 
     @ivar expires_at: when the token expires, in seconds since the epoch.
+    @ivar issued_ms: when it was issued, in milliseconds since the epoch.
     """
 
     user_id: int
@@ -41,6 +42,7 @@ class Identity:
     username: str
     token_id: str
     expires_at: int
+    issued_ms: int = 0
 
 
 def token_from_headers(authorization, cookie_header,
@@ -126,7 +128,7 @@ class TokenService:
         }
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return token, Identity(user.id, user.uuid, user.username, token_id,
-                               expires_at)
+                               expires_at, issued)
 
     def _claims(self, token):
         if not token or not isinstance(token, str) or len(token) > 4096:
@@ -166,7 +168,8 @@ class TokenService:
         user_id, username, valid_after, revoked = row
         if revoked or issued_ms < valid_after:
             raise Unauthorized("the token was revoked; sign in again")
-        return Identity(user_id, subject, username, token_id, expires_at)
+        return Identity(user_id, subject, username, token_id, expires_at,
+                        issued_ms)
 
     def _verify_txn(self, txn, subject, token_id):
         txn.execute(

@@ -8,6 +8,7 @@ import uuid as uuid_module
 
 from twisted.logger import Logger
 
+from chatd import events as event_names
 from chatd.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from chatd.files import sniff
 from chatd.handlers import validation
@@ -23,6 +24,7 @@ def _fold(name):
     """
     return unicodedata.normalize("NFC", name.strip()).lower()
 
+
 WRONG_CREDENTIALS = "wrong user name or password"
 AVATAR_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
@@ -34,11 +36,14 @@ class Accounts:
     @param tokens: a L{chatd.auth.tokens.TokenService}.
     @param limits: a L{chatd.auth.ratelimit.AuthLimits}.
     @param files: a L{chatd.files.FileStore}.
+    @param events: the L{chatd.events.Events} told of revoked tokens, so
+        that connections opened with them are closed.
     """
 
     def __init__(self, users, passwords, tokens, limits, files, clock,
-                 password_min_length=8):
+                 events, password_min_length=8):
         self.users = users
+        self._events = events
         self._passwords = passwords
         self._tokens = tokens
         self._limits = limits
@@ -112,6 +117,8 @@ class Accounts:
 
     async def logout(self, identity):
         await self._tokens.revoke(identity)
+        self._events.publish(event_names.TOKEN_REVOKED, user_id=identity.user_id,
+                             token_id=identity.token_id)
 
     async def get(self, uuid):
         """
@@ -171,8 +178,10 @@ class Accounts:
             raise Forbidden("oldPassword: wrong password")
         self._limits.login_account.refund(account)
         password_hash = await self._passwords.hash(password)
-        await self.users.set_password(
-            identity.user_id, password_hash, now_ms(self._clock))
+        now = now_ms(self._clock)
+        await self.users.set_password(identity.user_id, password_hash, now)
+        self._events.publish(event_names.TOKENS_REVOKED, user_id=identity.user_id,
+                             issued_before=now)
         log.info("Password changed for {uuid}; earlier tokens revoked",
                  uuid=identity.uuid)
         token, _ = await self._tokens.issue(credentials.user)

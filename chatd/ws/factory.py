@@ -12,6 +12,7 @@ from chatd.ws.compact import protocol_for_options
 from chatd.ws.framing import server_frame
 from chatd.ws.keepalive import KeepAlive
 from chatd.ws.protocol import ChatServerProtocol
+from chatd.ws.sessions import Sessions
 from chatd.ws.writes import WriteCoalescer
 
 
@@ -103,6 +104,7 @@ class Realtime:
     factory: ChatWebSocketFactory
     resource: ChatWebSocketResource
     keepalive: object
+    sessions: object
     calls: object = None
 
 
@@ -112,7 +114,7 @@ def build_realtime(config, database, reactor, parts):
     WebSocket factory and resource, over the shared L{chatd.parts.Parts}
     (stores, token service, file store, change events).
 
-    The writer, the Hub and the keep-alive sweep are services: put them in
+    The writer, the Hub, the keep-alive sweep and the session sweep are services: put them in
     the service tree after the database and before the listeners, in that
     order (the Hub starts and stops the factory). Mount C{resource} at C{/socket.io}.
     """
@@ -140,5 +142,6 @@ def build_realtime(config, database, reactor, parts):
     calls = build_calls(config, hub, writer, messaging, factory, reactor)
     keepalive = KeepAlive(hub.all_connections, reactor, ws.autoping_interval,
                           ws.autoping_timeout)
+    sessions = Sessions(hub, parts.events, reactor)
     return Realtime(writer, hub, messaging, factory,
-                    ChatWebSocketResource(factory), keepalive, calls)
+                    ChatWebSocketResource(factory), keepalive, sessions, calls)

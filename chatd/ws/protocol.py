@@ -40,6 +40,7 @@ from chatd.protocol import frames
 from chatd.ws.compact import CompactConnection
 from chatd.ws.framing import LeanFraming, server_frame
 from chatd.ws.keepalive import KeepAliveConnection
+from chatd.ws.sessions import CLOSE_TOKEN_ENDED
 
 # Close codes chatd uses besides the standard ones (1000 normal, 1001 going
 # away, 1009 message too big).
@@ -421,6 +422,16 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
         elif self.transport is not None and self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)
         return DeferredList([self._wait_gone(), self._handled()])
+
+    def end_session(self, reason):
+        """
+        Close because the token the connection was opened with no longer
+        holds (L{chatd.ws.sessions}); frames that arrive meanwhile are
+        ignored.
+        """
+        self._detach()
+        if self.state == self.STATE_OPEN:
+            self.sendClose(CLOSE_TOKEN_ENDED, reason)
 
     def _detach(self):
         self.connected = False

@@ -1,0 +1,105 @@
+"""
+A WebSocket session lasts only as long as the token it was opened with.
+
+A connection is authenticated once, at its upgrade. Its token can later be
+revoked (logout), revoked with every other token its user had (a password
+change), or expire. L{Sessions} closes such connections with code
+L{CLOSE_TOKEN_ENDED}:
+
+  - on a revocation or password change, at once: L{chatd.handlers.accounts}
+    publishes them as events;
+  - on expiry, at the next sweep, which runs every C{interval} seconds.
+
+An upgrade whose token was verified just before a revocation committed,
+and which attaches just after it, is closed too: the revocations of the
+last C{remember} seconds are checked as connections attach.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from chatd import events as event_names
+
+log = Logger()
+
+CLOSE_TOKEN_ENDED = 4001
+REVOKED = "the token was revoked; sign in again"
+EXPIRED = "the token has expired; sign in again"
+
+
+class Sessions(Service):
+    """
+    @param hub: the L{chatd.hub.Hub}; its connections have C{identity} (an
+        L{chatd.auth.tokens.Identity}) and C{end_session(reason)}.
+    @param events: the L{chatd.events.Events} revocations are published to.
+    @param clock: an L{IReactorTime}.
+    @param interval: seconds between expiry sweeps.
+    @param remember: seconds a revocation is checked against new connections.
+    """
+
+    def __init__(self, hub, events, clock, interval=30, remember=300):
+        self._hub = hub
+        self._clock = clock
+        self._interval = interval
+        self._remember = remember
+        self._loop = None
+        # token id -> when revoked; user id -> (issued before, when revoked)
+        self._revoked_tokens = {}
+        self._revoked_before = {}
+        events.subscribe(event_names.TOKEN_REVOKED, self._token_revoked)
+        events.subscribe(event_names.TOKENS_REVOKED, self._tokens_revoked)
+        hub.add_observer(on_attach=self._attached)
+
+    def startService(self):
+        super().startService()
+        self._loop = LoopingCall(self.sweep)
+        self._loop.clock = self._clock
+        self._loop.start(self._interval, now=False).addErrback(
+            lambda failure: log.failure("The session sweep stopped", failure))
+
+    def stopService(self):
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def _token_revoked(self, user_id, token_id):
+        self._revoked_tokens[token_id] = self._clock.seconds()
+        self._end_revoked(self._hub.connections_of(user_id))
+
+    def _tokens_revoked(self, user_id, issued_before):
+        self._revoked_before[user_id] = (issued_before, self._clock.seconds())
+        self._end_revoked(self._hub.connections_of(user_id))
+
+    def _attached(self, connection):
+        # Not from within the Hub's attach: the connection finishes
+        # opening first.
+        if self._is_revoked(connection.identity):
+            self._clock.callLater(0, connection.end_session, REVOKED)
+
+    def _end_revoked(self, connections):
+        for connection in connections:
+            if self._is_revoked(connection.identity):
+                connection.end_session(REVOKED)
+
+    def _is_revoked(self, identity):
+        if identity.token_id in self._revoked_tokens:
+            return True
+        before, _ = self._revoked_before.get(identity.user_id, (0, None))
+        return identity.issued_ms < before
+
+    def sweep(self):
+        """
+        Close the connections whose token has expired, and forget the
+        revocations older than C{remember} seconds.
+        """
+        now = self._clock.seconds()
+        horizon = now - self._remember
+        self._revoked_tokens = {token_id: when for token_id, when
+                                in self._revoked_tokens.items() if when > horizon}
+        self._revoked_before = {user_id: entry for user_id, entry
+                                in self._revoked_before.items() if entry[1] > horizon}
+        for connection in self._hub.all_connections():
+            if connection.identity.expires_at <= now:
+                connection.end_session(EXPIRED)
