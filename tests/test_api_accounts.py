@@ -232,6 +232,26 @@ class LoginTests(unittest.TestCase):
             "username": "bob", "password": "password1"})
         self.assertEqual(code, 200)
 
+    async def test_rate_limited_per_account_however_spelled(self):
+        """
+        Every spelling the database finds the account under (case; on
+        MySQL also accents and ignorable characters) shares its limit.
+        """
+        client, parts = await api_client(self, auth_login_account_burst=2,
+                                          auth_login_account_per_hour=1)
+        await sign_up(client, "alice")
+        spellings = [name for name in ("ALICE", "Alice", "álice", "alicé", "al\u200bice")
+                     if await parts.users.credentials("username", name) is not None]
+        self.assertIn("ALICE", spellings)
+        for _ in range(2):
+            code, _ = await client.call("POST", "/user/login", json={
+                "username": "alice", "password": "wrong-pass"})
+            self.assertEqual(code, 401)
+        for name in spellings:
+            code, _ = await client.call("POST", "/user/login", json={
+                "username": name, "password": "another-guess"})
+            self.assertEqual(code, 429, name)
+
     async def test_concurrent_guesses_limited(self):
         client, _ = await api_client(self, auth_login_account_burst=3,
                                      auth_login_account_per_hour=1)

@@ -25,6 +25,13 @@ def _fold(name):
     return unicodedata.normalize("NFC", name.strip()).lower()
 
 
+def _account_key(user_id):
+    """
+    The key of an account's sign-in failures in the rate limiter.
+    """
+    return f"user:{user_id}"
+
+
 WRONG_CREDENTIALS = "wrong user name or password"
 AVATAR_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
@@ -90,19 +97,23 @@ class Accounts:
         if not isinstance(password, str) or not password:
             raise BadRequest("password: required")
         username = unicodedata.normalize("NFC", username.strip())
-        account = username.lower()[:128]
         limits = self._limits
         limits.login_address.check(address)
-        limits.login_account.check(account)
         # Charged now, refunded on success: concurrent guesses cannot all
         # pass the check while the first ones are being hashed.
         limits.login_address.charge(address)
-        limits.login_account.charge(account)
         if len(password) > validation.PASSWORD_MAX or \
                 len(username) > validation.USERNAME_MAX * 4:
             credentials = None
         else:
             credentials = await self.users.credentials("username", username)
+        # The account found, not the name typed: the database's collation
+        # finds one account under many spellings (case, and on MySQL
+        # accents and ignorable characters).
+        account = ("name:" + username.lower()[:128] if credentials is None
+                   else _account_key(credentials.user.id))
+        limits.login_account.check(account)
+        limits.login_account.charge(account)
         if credentials is None:
             ok = await self._passwords.verify_nobody(password[:1024])
         else:
@@ -167,7 +178,7 @@ class Accounts:
     async def _change_password(self, identity, password, old_password):
         if not isinstance(old_password, str) or not old_password:
             raise BadRequest("oldPassword: required to change the password")
-        account = identity.username.lower()
+        account = _account_key(identity.user_id)
         self._limits.login_account.check(account)
         self._limits.login_account.charge(account)
         credentials = await self.users.credentials("id", identity.user_id)
