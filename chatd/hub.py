@@ -32,17 +32,27 @@ from chatd.errors import TooManyRequests
 log = Logger()
 
 
+class _Load:
+    """
+    A load in flight; C{stale} once its key changed meanwhile.
+    """
+
+    stale = False
+
+
 class _Cache:
     """
     Values loaded from the database on first use and kept current by
     events. A change that arrives while a value is being loaded makes the
-    loaded value stale: it is used once but not kept.
+    loaded value stale: it is used once but not kept. Nothing is kept for
+    a key that is neither cached nor being loaded, so keys that name
+    nothing (a frame to an unknown uuid) cost nothing once answered.
     """
 
     def __init__(self, loader, max_size=None):
         self._loader = loader
         self._values = OrderedDict()
-        self._generation = {}
+        self._loading = {}
         self._max_size = max_size
 
     def peek(self, key):
@@ -64,28 +74,38 @@ class _Cache:
     async def get(self, key):
         if key in self._values:
             return self.get_cached(key)
-        generation = self._generation.get(key, 0)
-        value = await self._loader(key)
-        if self._generation.get(key, 0) == generation and key not in self._values:
+        load = _Load()
+        self._loading.setdefault(key, []).append(load)
+        try:
+            value = await self._loader(key)
+        finally:
+            loads = self._loading[key]
+            loads.remove(load)
+            if not loads:
+                del self._loading[key]
+        if not load.stale and key not in self._values:
             self._store(key, value)
         return self._values.get(key, value)
 
     def _store(self, key, value):
         self._values[key] = value
         if self._max_size and len(self._values) > self._max_size:
-            oldest, _ = self._values.popitem(last=False)
-            self._generation.pop(oldest, None)
+            self._values.popitem(last=False)
+
+    def _loads_are_stale(self, key):
+        for load in self._loading.get(key, ()):
+            load.stale = True
 
     def changed(self, key):
         """
         Note that C{key} changed; return its cached value (to be updated in
         place) or None if it is not cached.
         """
-        self._generation[key] = self._generation.get(key, 0) + 1
+        self._loads_are_stale(key)
         return self._values.get(key)
 
     def forget(self, key):
-        self._generation[key] = self._generation.get(key, 0) + 1
+        self._loads_are_stale(key)
         self._values.pop(key, None)
 
 

@@ -95,6 +95,22 @@ class AddressingTests(TestCase):
         self.assertEqual(await self._both(self.carol, "ug", group), "not_member")
         self.assertEqual(await self._both(self.carol, "ux", group), "unknown_group")
 
+    async def test_overlong_uuid_not_looked_up(self):
+        """
+        A C{to} longer than any uuid is refused as unknown without a
+        lookup (a frame may carry megabytes there).
+        """
+        looked_up = []
+        self.hub.user_by_uuid = self.hub.group_by_uuid = (
+            lambda uuid: looked_up.append(uuid))
+        long_uuid = "u" * 37
+        for message_type, code in ((frames.ONE_TO_ONE, "unknown_recipient"),
+                                   (frames.GROUP, "unknown_group")):
+            with self.assertRaises(NotFound) as caught:
+                await resolve(self.hub, self.alice, long_uuid, message_type)
+            self.assertEqual(caught.exception.frame_code, code)
+        self.assertEqual(looked_up, [])
+
     def test_cold_caches(self):
         """
         Whatever is not cached yet sends the caller to the loading path.

@@ -269,3 +269,43 @@ class CacheTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(cache.get("b")))
         self.assertIsNone(cache.get_cached("c"))
         self.assertEqual(loads, ["a", "b", "c", "b"])
+
+    def test_unknown_keys_keep_nothing(self):
+        """
+        A key whose load found nothing and was forgotten (an unknown uuid)
+        leaves nothing behind, however many there are.
+        """
+        from chatd.hub import _Cache
+
+        cache = _Cache(lambda key: succeed(None), max_size=10)
+        for n in range(1000):
+            key = f"unknown-{n}"
+            self.assertIsNone(self.successResultOf(Deferred.fromCoroutine(cache.get(key))))
+            cache.forget(key)
+            cache.changed(key)
+        self.assertEqual((len(cache._values), len(cache._loading)), (0, 0))
+
+    def test_change_during_load(self):
+        """
+        A value whose key changed while it was being loaded is returned to
+        that caller but not kept; a later load is kept.
+        """
+        from chatd.hub import _Cache
+
+        pending = []
+
+        def loader(key):
+            pending.append(Deferred())
+            return pending[-1]
+
+        cache = _Cache(loader)
+        first = Deferred.fromCoroutine(cache.get("k"))
+        cache.changed("k")
+        pending[0].callback("old")
+        self.assertEqual(self.successResultOf(first), "old")
+        self.assertIsNone(cache.peek("k"))
+        second = Deferred.fromCoroutine(cache.get("k"))
+        pending[1].callback("new")
+        self.assertEqual(self.successResultOf(second), "new")
+        self.assertEqual(cache.peek("k"), "new")
+        self.assertEqual(len(cache._loading), 0)

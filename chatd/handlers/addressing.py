@@ -11,6 +11,9 @@ from chatd.errors import Forbidden, NotFound
 from chatd.protocol import frames
 from chatd.protocol.frames import refuse
 
+# The longest uuid a user or group has (36 characters, hyphenated).
+UUID_MAX = 36
+
 
 @dataclass(frozen=True)
 class Addressee:
@@ -69,6 +72,11 @@ async def resolve(hub, user, to, message_type, allow_self=False):
     @raise chatd.errors.ChatError: no such user or group, not a friend, not
         a member (each with its error frame code).
     """
+    if len(to) > UUID_MAX:
+        # Names nothing: not worth a query.
+        if message_type == frames.GROUP:
+            return _group_addressee(user, None, None)
+        return _peer_addressee(user, None, ())
     if message_type == frames.GROUP:
         group = await hub.group_by_uuid(to)
         members = None if group is None else await hub.group_members(group.id)
