@@ -317,6 +317,25 @@ class AttachmentTests(WebSocketTestCase):
         [stored] = await self.history(self.alice)
         self.assertEqual(stored.url, got.url)
 
+    async def test_data_url_limit_is_the_upload_limit(self):
+        """
+        A data URL is bounded by C{files.max_upload_bytes}, not by the
+        length of a text message: a file of the largest size is stored,
+        one past it is refused.
+        """
+        await self.start(websocket_max_content_chars=100,
+                         files_max_upload_bytes=3000)
+        alice = await self.connect(self.alice)
+        for n, (size, answer) in enumerate(((3000, "ack"), (3001, "error"))):
+            encoded = base64.b64encode(b"x" * size).decode()
+            alice.send(to=self.bob.uuid, contentType=2, messageType=1,
+                       content=f"data:text/plain;base64,{encoded}",
+                       fileSuffix="txt", clientMsgId=f"big-{n}")
+            reply = await alice.next_of("ack", "error")
+            self.assertEqual(reply.type, answer)
+        self.assertEqual(reply.errorCode, "too_large")
+        self.assertEqual(await self.stored_count(), 1)
+
     async def test_frames_stored_in_arrival_order(self):
         """
         Text messages sent right after an attachment (which waits for the

@@ -252,14 +252,18 @@ class Messaging:
         The contentType, content and url to store, attachments saved.
         """
         content_type, content, url = frame.contentType, frame.content, frame.url
+        if content_type == frames.FILE and not frame.file and ";base64," in content[:512]:
+            # A file in the text: the upload limit applies, in base64.
+            if len(content) > 512 + 4 * (self._files.max_bytes // 3 + 1):
+                raise refuse(PayloadTooLarge, "the file is larger than"
+                             f" {self._files.max_bytes} bytes", "too_large")
+            data, _ = frames.decode_data_url(content)
+            stored = await self._files.save(user.id, data, frame.fileSuffix)
+            return frames.FILE, "", stored.name
         self._check_length(content)
         if frame.file:
             stored = await self._files.save(user.id, frame.file, frame.fileSuffix)
             return frames.content_type_for(stored.media_type), "", stored.name
-        if content_type == frames.FILE and ";base64," in content[:512]:
-            data, _ = frames.decode_data_url(content)
-            stored = await self._files.save(user.id, data, frame.fileSuffix)
-            return frames.FILE, "", stored.name
         if content_type == frames.TEXT:
             return content_type, self._text(frame), ""
         if not url:
