@@ -7,7 +7,7 @@ refusals, through the real Klein app (in memory) on the test database.
 from twisted.trial import unittest
 
 from chatd.stores import now_ms
-from chatd.stores.messages import GROUP, ONE_TO_ONE, NewMessage
+from chatd.stores.messages import GROUP, ONE_TO_ONE, NewMessage, conversation_key
 from tests.helpers import sign_up_three
 
 V1 = "/api/v1"
@@ -192,3 +192,34 @@ class ConversationApiTests(unittest.TestCase):
             "GET", V1 + f"/presence?uuids={self.bob['uuid']}",
             token=self.carol_token)
         self.assertEqual(code, 403)
+
+    async def test_numbers_and_text_no_database_can_hold(self):
+        """
+        Ids past a signed 64-bit integer and strings holding a lone
+        surrogate are refused with 400, not stored and not a 500.
+        """
+        mid = await self.direct("alice", "bob", "hi")
+        huge = 2**63
+        bob = self.bob["uuid"]
+        calls = [
+            ("GET", f"/message?MessageType=1&Uuid={self.alice['uuid']}"
+             f"&FriendUsername=bob&before={huge}", None),
+            ("GET", f"{V1}/conversations/{bob}/messages?after={huge}", None),
+            ("GET", f"{V1}/conversations?before={huge}~d:1:2", None),
+            ("POST", f"/message/{huge}/recall", None),
+            ("POST", f"{V1}/conversations/{bob}/read", {"id": huge}),
+            ("GET", f"{V1}/search?q=hi&before={huge}", None),
+        ]
+        for method, path, body in calls:
+            code, answer = await self.client.call(method, path, token=self.alice_token,
+                                                  json=body)
+            self.assertEqual(code, 400, (path, answer))
+        response, body = await self.client.request(
+            "PUT", f"/message/{mid}", token=self.alice_token,
+            headers={"Content-Type": "application/json"},
+            data=b'{"content": "ok \\ud800"}')
+        self.assertEqual(response.code, 400, body)
+        self.assertIn(b"lone surrogate", body)
+        [stored] = await self.parts.messages.conversation_page(
+            conversation_key(ONE_TO_ONE, self.ids["alice"], self.ids["bob"]))
+        self.assertEqual(stored.content, "hi")

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from chatd import events as event_names
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
+from chatd.handlers import validation
 from chatd.stores import now_ms
 from chatd.stores.messages import GROUP, ONE_TO_ONE, conversation_key
 from chatd.stores.reads import parse_cursor
@@ -181,8 +182,7 @@ class Conversations:
         """
         A message the caller takes part in, and its participants.
         """
-        if not isinstance(message_id, int) or message_id <= 0:
-            raise BadRequest("id: must be a message id")
+        validation.message_id(message_id)
         facts = await self._edits.facts(message_id)
         if facts is None:
             raise NotFound("no such message")
@@ -241,9 +241,8 @@ class Conversations:
 
         @return: the L{chatd.stores.reads.ReadPosition}.
         """
-        if up_to_id is not None and (not isinstance(up_to_id, int)
-                                     or up_to_id <= 0):
-            raise BadRequest("id: must be a message id")
+        if up_to_id is not None:
+            validation.message_id(up_to_id)
         target = await self.target(identity, uuid)
         position = await self._reads.mark_read(
             identity.user_id, target.conversation, up_to_id,

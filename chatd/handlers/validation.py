@@ -1,13 +1,14 @@
 """
 Input rules shared by the handlers: user names, passwords, nicknames,
-e-mail addresses, group names and notices. Each check returns the clean
-value or raises L{BadRequest} naming the field.
+e-mail addresses, group names and notices, message ids. Each check returns
+the clean value or raises L{BadRequest} naming the field.
 """
 
 import re
 import unicodedata
 
 from chatd.errors import BadRequest
+from chatd.stores import ID_MAX
 
 USERNAME_MIN = 3
 USERNAME_MAX = 32
@@ -21,6 +22,16 @@ GROUP_NOTICE_MAX = 1024
 # digit or '_'.
 _USERNAME = re.compile(r"^\w[\w.-]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def message_id(value, field="id"):
+    """
+    @return: C{value}, a message id.
+    @raise BadRequest: not a positive integer the database can hold.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= ID_MAX:
+        raise BadRequest(f"{field}: must be a message id")
+    return value
 
 
 def _printable(value, field):

@@ -13,6 +13,7 @@ counts and names for that page only.
 from dataclasses import dataclass
 
 from chatd.errors import NotFound
+from chatd.stores import ID_MAX
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,10 @@ def parse_cursor(cursor):
     last_id, _, conversation = cursor.partition("~")
     if not conversation or conversation[:2] not in ("d:", "g:"):
         raise ValueError(cursor)
-    return int(last_id), conversation
+    last_id = int(last_id)
+    if not 0 <= last_id <= ID_MAX:
+        raise ValueError(cursor)
+    return last_id, conversation
 
 
 def _unread_txn(txn, user_id, conversation, last_read_id):

@@ -30,6 +30,7 @@ from chatd.errors import (
     Unauthorized,
 )
 from chatd.files import is_inline
+from chatd.stores import ID_MAX
 from chatd.web import conversation_views as views
 from chatd.web import envelope
 from chatd.web.proxy import ProxyPolicy
@@ -122,9 +123,12 @@ def query_int(request, *names):
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise BadRequest(f"{names[0]}: must be an integer")
+    if not -ID_MAX <= number <= ID_MAX:
+        raise BadRequest(f"{names[0]}: out of range")
+    return number
 
 
 def read_body(request):
@@ -153,6 +157,12 @@ def read_body(request):
         raise BadRequest(f"body: not valid JSON ({error})")
     if not isinstance(body, dict):
         raise BadRequest("body: must be a JSON object")
+    try:
+        # JSON's \u escapes can spell half a surrogate pair, which no
+        # database (nor UTF-8) can store.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("body: a string holds a lone surrogate (\\ud800-\\udfff)")
     return body
 
 
@@ -421,9 +431,6 @@ class ChatApi:
     async def conversation_read(self, request, uuid):
         identity = await self._identity(request)
         up_to = read_body(request).get("id")
-        if up_to is not None and (not isinstance(up_to, int)
-                                  or isinstance(up_to, bool)):
-            raise BadRequest("id: must be a message id")
         position = await self._parts.conversations.mark_read(
             identity, uuid, up_to)
         return envelope.success(request, views.read_json(uuid, position))
