@@ -192,6 +192,17 @@ class StoredFile:
     size: int
 
 
+def _sync_directory(path):
+    """
+    Flush a directory's entries (a file created or renamed in it) to disk.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class FileStore:
     """
     Stores and finds files under C{directory}.
@@ -232,7 +243,14 @@ class FileStore:
         return StoredFile(name, media_type, len(data))
 
     def _write(self, name, data):
-        os.makedirs(self.directory, exist_ok=True)
+        """
+        Write C{data} as C{name}, durably: the bytes and the directory
+        entry are on disk before the record (and then a message) that
+        names them is committed.
+        """
+        if not os.path.isdir(self.directory):
+            os.makedirs(self.directory, exist_ok=True)
+            _sync_directory(os.path.dirname(self.directory))
         final = os.path.join(self.directory, name)
         temporary = final + ".part"
         with open(temporary, "wb") as f:
@@ -240,6 +258,7 @@ class FileStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, final)
+        _sync_directory(self.directory)
         return hashlib.sha256(data).hexdigest()
 
     async def discard_if_unused(self, name):

@@ -8,6 +8,7 @@ import os
 
 from twisted.trial import unittest
 
+from chatd import files as files_module
 from chatd.errors import BadRequest, NotFound, PayloadTooLarge
 from chatd.files import check_name, is_inline, sniff
 from chatd.stores.messages import ONE_TO_ONE, NewMessage
@@ -133,6 +134,30 @@ class UploadTests(unittest.TestCase):
         _, third = await self.upload(self.alice["uuid"], PNG + b"3")
         self.assertEqual(sorted(os.listdir(directory)),
                          sorted([second["data"], third["data"]]))
+
+    async def test_saved_durably(self):
+        """
+        Before a save returns, the directory holding the file store's
+        directory is flushed (when the store's directory was just made),
+        then the file's bytes, then the directory holding its final name.
+        """
+        await self._setup()
+        flushed = []
+        real_fsync = os.fsync
+
+        def fsync(descriptor):
+            flushed.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+            real_fsync(descriptor)
+
+        self.patch(files_module.os, "fsync", fsync)
+        directory = self.parts.files.directory
+        stored = await self.parts.files.save(None, PNG)
+        self.assertEqual(flushed, [os.path.dirname(directory),
+                                   os.path.join(directory, stored.name + ".part"), directory])
+        del flushed[:]
+        stored = await self.parts.files.save(None, PNG)
+        self.assertEqual(flushed, [os.path.join(directory, stored.name + ".part"),
+                                   directory])
 
     async def test_range(self):
         await self._setup()
