@@ -301,6 +301,64 @@ async def create_group(database, owner, name, members=()):
     return group
 
 
+def on_another_connection(database, function, *args):
+    """
+    A thread, not started, that runs C{function(txn, *args)} in a
+    transaction on a connection of its own to C{database} and commits it.
+    """
+    import threading
+
+    from chatd.storage.database import Transaction
+
+    engine = database.engine
+
+    def run():
+        connection = engine.connect()
+        try:
+            cursor = connection.cursor()
+            engine.begin(cursor)
+            function(Transaction(engine, cursor), *args)
+            connection.commit()
+        finally:
+            connection.close()
+
+    return threading.Thread(target=run)
+
+
+async def interleaved(testcase, run, function, marker, other):
+    """
+    Run C{function(txn)} through C{run} (a L{Database} method); right
+    after its first statement containing C{marker}, start the thread
+    C{other} (L{on_another_connection}) and give it a second to finish.
+
+    @return: C{(function's result, whether other finished within that
+        second)}.
+    """
+    from twisted.internet.threads import deferToThread
+
+    finished_meanwhile = []
+
+    def interleaved_txn(txn):
+        execute = txn.execute
+
+        def execute_then_other(sql, args=()):
+            cursor = execute(sql, args)
+            if marker in sql and other.ident is None:
+                other.start()
+                other.join(1.0)
+                finished_meanwhile.append(not other.is_alive())
+            return cursor
+
+        txn.execute = execute_then_other
+        return function(txn)
+
+    result = await run("interleaved", interleaved_txn)
+    await deferToThread(other.join, 30)
+    testcase.assertFalse(other.is_alive())
+    testcase.assertEqual(len(finished_meanwhile), 1)
+    return result, finished_meanwhile[0]
+
+
 class HandshakeFailed(Exception):
     """
     A WebSocket upgrade was refused; C{reason} has Autobahn's account

@@ -17,7 +17,13 @@ from chatd.stores.messages import (
     client_ids_query,
     conversation_key,
 )
-from tests.helpers import create_group, create_user, migrated_database
+from tests.helpers import (
+    create_group,
+    create_user,
+    interleaved,
+    migrated_database,
+    on_another_connection,
+)
 
 
 class ConversationKeyTests(TestCase):
@@ -182,6 +188,32 @@ class MessageStoreTests(TestCase):
         self.assertIn("id < ?", carol_sql)
         self.assertEqual(carol_args[2], bobs[2].id)
         self.assertEqual(carol_rows, 1)
+
+    async def test_since_reads_one_snapshot(self):
+        """
+        A batch that commits on another connection while a sync read is
+        under way (after it listed the user's conversations) is wholly in
+        or wholly out of its answer, so the cursor never passes over one
+        of its messages: here a new conversation's message, whose id is
+        below that of a message in a known conversation. (MySQL's READ
+        COMMITTED gave each statement a snapshot of its own.)
+        """
+        from chatd.stores import messages
+
+        await self._setup()
+        await self.store.insert_batch([self._text(self.bob, self.alice, "before")], 5)
+        batch = [self._text(self.carol, self.alice, "new conversation"),
+                 self._text(self.bob, self.alice, "known conversation")]
+        found, _ = await interleaved(
+            self, self.database.run_consistent,
+            lambda txn: messages.since_txn(txn, self.alice.id, [], 0, 10),
+            "FROM user_conversations",
+            on_another_connection(self.database, messages.insert_batch_txn, batch, 6,
+                                  messages.participants(batch)))
+        contents = [m.content for m in found]
+        cursor = found[-1].id
+        contents += [m.content for m in await self.store.since(self.alice.id, [], cursor, 10)]
+        self.assertEqual(contents, ["before", "new conversation", "known conversation"])
 
     async def test_resend_to_another_conversation(self):
         """
@@ -352,9 +384,9 @@ class MessageStoreTests(TestCase):
         [first] = await self.store.insert_batch(
             [self._text(self.alice, self.bob, "1", "a")], 5)
 
-        def as_a_retry(cursor, durable, retry, function, args, kwargs):
-            return Database._transaction(self.database, cursor, durable, True,
-                                         function, args, kwargs)
+        def as_a_retry(cursor, durable, consistent, retry, function, args, kwargs):
+            return Database._transaction(self.database, cursor, durable, consistent,
+                                         True, function, args, kwargs)
 
         self.patch(self.database, "_transaction", as_a_retry)
         stored = await self.store.insert_batch(

@@ -10,7 +10,14 @@ from chatd.errors import BadRequest
 from chatd.stores.edits import EditStore
 from chatd.stores.messages import GROUP, ONE_TO_ONE, MessageStore, NewMessage
 from chatd.stores.search import SearchStore, parse_query, terms
-from tests.helpers import ENGINE, create_group, create_user, migrated_database
+from tests.helpers import (
+    ENGINE,
+    create_group,
+    create_user,
+    interleaved,
+    migrated_database,
+    on_another_connection,
+)
 
 
 class TermsTests(SynchronousTestCase):
@@ -153,61 +160,6 @@ class SearchStoreTests(TestCase):
         self.assertEqual(await self.search.catch_up(), 0)
         self.assertEqual(await self._find(self.carol, "secret"), ["bc1"])
 
-    def _on_another_connection(self, function, *args):
-        """
-        A thread, not started, that runs C{function(txn, *args)} in a
-        transaction on a connection of its own and commits it.
-        """
-        import threading
-
-        from chatd.storage.database import Transaction
-
-        engine = self.database.engine
-
-        def run():
-            connection = engine.connect()
-            try:
-                cursor = connection.cursor()
-                engine.begin(cursor)
-                function(Transaction(engine, cursor), *args)
-                connection.commit()
-            finally:
-                connection.close()
-
-        return threading.Thread(target=run)
-
-    async def _interleaved(self, function, marker, other):
-        """
-        Run C{function(txn)} in a transaction; right after its first
-        statement containing C{marker}, start the thread C{other} and give
-        it a second to finish.
-
-        @return: whether C{other} finished within that second.
-        """
-        from twisted.internet.threads import deferToThread
-
-        finished_meanwhile = []
-
-        def interleaved_txn(txn):
-            execute = txn.execute
-
-            def execute_then_other(sql, args=()):
-                cursor = execute(sql, args)
-                if marker in sql and other.ident is None:
-                    other.start()
-                    other.join(1.0)
-                    finished_meanwhile.append(not other.is_alive())
-                return cursor
-
-            txn.execute = execute_then_other
-            return function(txn)
-
-        await self.database.run_derived("interleaved", interleaved_txn)
-        await deferToThread(other.join, 30)
-        self.assertFalse(other.is_alive())
-        self.assertEqual(len(finished_meanwhile), 1)
-        return finished_meanwhile[0]
-
     async def _terms_of(self, message_id):
         def terms_txn(txn):
             if txn.engine.name == "sqlite":
@@ -235,9 +187,9 @@ class SearchStoreTests(TestCase):
         message_id = self.ids["ab1"]
         self.assertTrue(await EditStore(self.database).edit(
             message_id, "first draft", 2000))
-        await self._interleaved(
-            catch_up_txn, "FROM search_pending p",
-            self._on_another_connection(edit_txn, message_id, "second draft", 3000))
+        await interleaved(
+            self, self.database.run_derived, catch_up_txn, "FROM search_pending p",
+            on_another_connection(self.database, edit_txn, message_id, "second draft", 3000))
         self.assertEqual(await self._find(self.alice, "second"), ["ab1"])
         self.assertEqual(await self._find(self.alice, "first"), [])
         self.assertEqual(await self._terms_of(message_id), ["draft", "second"])
@@ -253,9 +205,9 @@ class SearchStoreTests(TestCase):
 
         await self._setup()
         message_id = self.ids["bc1"]
-        await self._interleaved(
-            catch_up_txn, "FROM messages WHERE id >",
-            self._on_another_connection(recall_txn, message_id, 5000))
+        await interleaved(
+            self, self.database.run_derived, catch_up_txn, "FROM messages WHERE id >",
+            on_another_connection(self.database, recall_txn, message_id, 5000))
         await self.search.catch_up()
         self.assertEqual(await self._terms_of(message_id), [])
         self.assertEqual(await self._find(self.carol, "secret"), [])
@@ -297,9 +249,10 @@ class SearchStoreTests(TestCase):
             await self.messages.insert_batch(
                 [NewMessage(self.alice.id, None, ONE_TO_ONE, self.bob.id, 1, "later")],
                 3000)
-            finished.append(await self._interleaved(
-                lambda txn: function(txn, *args), " DESC LIMIT",
-                self._on_another_connection(catch_up_txn)))
+            _, finished_meanwhile = await interleaved(
+                self, run_derived, lambda txn: function(txn, *args), " DESC LIMIT",
+                on_another_connection(self.database, catch_up_txn))
+            finished.append(finished_meanwhile)
 
         self.patch(self.database, "run_derived", search_interleaved)
         await self.search.search(self.alice.id, [self.group.id], parse_query("lunch"))

@@ -83,6 +83,17 @@ class Database:
         """
         return await self._run(self._pool, True, description, function, args, kwargs)
 
+    async def run_consistent(self, description, function, *args, **kwargs):
+        """
+        Like L{run}, for reads whose statements must all see the database
+        as of one moment (sync's cursor: a later statement must not see a
+        message committed after an earlier one looked). MySQL runs it at
+        REPEATABLE READ instead of the session's READ COMMITTED; a SQLite
+        transaction always reads one snapshot.
+        """
+        return await self._run(self._pool, True, description, function, args, kwargs,
+                               consistent=True)
+
     async def run_derived(self, description, function, *args, **kwargs):
         """
         Like L{run}, for work that can be done again from what is stored
@@ -102,7 +113,8 @@ class Database:
         return await self._run(self._writer_pool or self._pool, True, description,
                                function, args, kwargs)
 
-    async def _run(self, pool, durable, description, function, args, kwargs):
+    async def _run(self, pool, durable, description, function, args, kwargs,
+                   consistent=False):
         if self._closed:
             raise RuntimeError(f"database closed; cannot run {description}")
         self._in_flight += 1
@@ -110,7 +122,8 @@ class Database:
             for attempt in range(self._retries + 1):
                 try:
                     return await pool.runInteraction(
-                        self._transaction, durable, attempt > 0, function, args, kwargs)
+                        self._transaction, durable, consistent, attempt > 0, function,
+                        args, kwargs)
                 except Exception as error:
                     if attempt == self._retries or not self.engine.is_retryable(error):
                         raise
@@ -124,8 +137,8 @@ class Database:
                 for waiter in waiters:
                     waiter.callback(None)
 
-    def _transaction(self, cursor, durable, retry, function, args, kwargs):
-        self.engine.begin(cursor, durable)
+    def _transaction(self, cursor, durable, consistent, retry, function, args, kwargs):
+        self.engine.begin(cursor, durable, consistent)
         return function(Transaction(self.engine, cursor, retry), *args, **kwargs)
 
     def wait_idle(self):

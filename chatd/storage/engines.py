@@ -79,12 +79,13 @@ class SqliteEngine:
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA synchronous=FULL")
 
-    def begin(self, cursor, durable=True):
+    def begin(self, cursor, durable=True, consistent=False):
         """
         Open a write transaction. One that is not C{durable} commits
         without waiting for the disk (C{synchronous=NORMAL}): with a WAL,
         a crash may lose it whole, never in part, and the next durable
-        commit's sync of the log covers it too.
+        commit's sync of the log covers it too. Every transaction reads
+        one snapshot, C{consistent} or not.
         """
         connection = cursor.connection
         if durable != connection.durable:
@@ -195,8 +196,15 @@ class MysqlEngine:
             cursor.execute("SET SESSION default_storage_engine = InnoDB")
         connection.commit()
 
-    def begin(self, cursor, durable=True):
-        pass
+    def begin(self, cursor, durable=True, consistent=False):
+        """
+        The transaction starts with its first statement (autocommit is
+        off). A C{consistent} one reads one snapshot throughout: REPEATABLE
+        READ, for this transaction only, where the session's READ
+        COMMITTED gives each statement a snapshot of its own.
+        """
+        if consistent:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
     @staticmethod
     @functools.lru_cache(maxsize=1024)

@@ -379,6 +379,10 @@ def since_txn(txn, user_id, group_ids, after_id, limit):
     of them. So however far behind the user is, a call reads at most
     C{limit} ids per conversation of the first statement and C{limit} per
     later statement, plus one index seek per conversation.
+
+    Its statements must read one snapshot (L{Database.run_consistent}):
+    a batch committed between two of them could otherwise show a message
+    above one it hides, and the caller's cursor would pass over the latter.
     """
     txn.execute("SELECT conversation FROM user_conversations WHERE user_id = ?",
                 (user_id,))
@@ -490,7 +494,7 @@ class MessageStore:
         """
         See L{since_txn}.
         """
-        return await self._database.run(
+        return await self._database.run_consistent(
             "messages_since", since_txn, user_id, list(group_ids), after_id,
             limit)
 
