@@ -43,6 +43,15 @@ class PayloadTooLarge(ChatError):
     status = 413
 
 
+class InternalError(ChatError):
+    """
+    The server failed, not the request: an unexpected exception, told to a
+    WebSocket client without its details.
+    """
+
+    status = 500
+
+
 class TooManyRequests(ChatError):
     status = 429
 

@@ -525,6 +525,25 @@ class RefusalTests(WebSocketTestCase):
         self.assertEqual(code, 1008)
         self.assertFalse(self.service.realtime.hub.is_connected(self.alice.id))
 
+    async def test_server_failures_are_not_abuse(self):
+        """
+        Frames the server fails to handle (the database is down: each is
+        answered C{unavailable}) do not count as the client's refusals.
+        """
+        await self.start(websocket_max_refusals_per_minute=3)
+        alice = await self.connect(self.alice)
+
+        async def down(messages, created_at):
+            raise ConnectionError("the database is down")
+
+        self.patch(self.service.parts.messages, "insert_batch", down)
+        for n in range(6):
+            alice.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
+                       messageType=1, clientMsgId=f"u-{n}")
+            self.assertEqual((await alice.next_of("error")).errorCode, "unavailable")
+        await self.assert_alive(alice)
+        self.flushLoggedErrors(ConnectionError)
+
     async def test_autoping_drops_dead_peers(self):
         """
         A peer that stops answering the server's pings is dropped.

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd.auth.tokens import token_from_headers
-from chatd.errors import ChatError, TooManyRequests, Unauthorized
+from chatd.errors import ChatError, InternalError, TooManyRequests, Unauthorized
 from chatd.protocol import frames
 from chatd.ws.compact import CompactConnection
 from chatd.ws.framing import LeanFraming, server_frame
@@ -290,12 +290,15 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
             self._log.failure("Handling a {kind!r} frame from {user} failed",
                               failure, kind=frame.type,
                               user=self.user.username)
-            error = frames.refuse(ChatError, "internal error", "internal")
+            error = frames.refuse(InternalError, "internal error", "internal")
         self._send_error(error, frame.clientMsgId)
 
     def _send_error(self, error, client_msg_id=""):
         self.send_frame(frames.error_frame(error, client_msg_id))
-        self._count_refusal()
+        # The server's own failures (a database outage) are not the
+        # client's abuse.
+        if error.status < 500:
+            self._count_refusal()
 
     def _count_refusal(self):
         """
