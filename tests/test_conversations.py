@@ -128,6 +128,16 @@ class ListAndReadTests(ConversationsTestCase):
                           receipt.target_uuid, receipt.last_read_id),
                          (self.alice.uuid, self.bob.id, self.bob.uuid, second))
 
+    async def test_nothing_said_tells_the_peer_nothing(self):
+        """
+        Marking read a conversation with nobody has said anything in (a
+        stranger's, say) moves nothing and tells the other person nothing.
+        """
+        position = await self.conversations.mark_read(
+            identity(self.carol), self.alice.uuid)
+        self.assertEqual((position.last_read_id, position.unread), (0, 0))
+        self.assertIsNone(self.events[-1][1]["receipt"].peer_id)
+
     async def test_group_read_positions_per_member(self):
         message = await self.send(self.alice, self.group, "hello",
                                   message_type=GROUP)

@@ -85,8 +85,9 @@ class ReadReceipt:
     """
     A user's read position moved.
 
-    @ivar peer_id: the other person of a one-to-one conversation (told
-        with a receipt), or None for a group.
+    @ivar peer_id: the other person of a one-to-one conversation that
+        has messages (told with a receipt), or None: a group, or nothing
+        said yet (a stranger's receipts would be unasked-for frames).
     """
 
     reader_id: int
@@ -251,7 +252,8 @@ class Conversations:
             reader_id=identity.user_id, reader_uuid=identity.uuid,
             reader_username=username or getattr(identity, "username", ""),
             message_type=target.kind, target_uuid=target.uuid,
-            peer_id=target.peer.id if target.peer else None,
+            peer_id=(target.peer.id if target.peer and position.last_read_id
+                     else None),
             last_read_id=position.last_read_id, unread=position.unread))
         return position
 
