@@ -342,6 +342,28 @@ class TokenTests(unittest.TestCase):
                                     token=other["data"]["token"])
         self.assertEqual(code, 200)
 
+    async def test_cross_origin_sign_in_refused(self):
+        """
+        A foreign page cannot sign a browser in (nor up): no cookie is set.
+        The server's own origin, an allowed one and clients that send no
+        Origin may.
+        """
+        client, _ = await api_client(
+            self, server_allowed_origins=["https://app.example.com"])
+        await sign_up(client, "alice")
+        credentials = {"username": "alice", "password": "password1"}
+        for path, body in (("/user/login", credentials),
+                           ("/user/register", {"username": "mallory",
+                                               "password": "password1"})):
+            response, answer = await client.request(
+                "POST", path, json=body, headers={"Origin": "https://evil.example"})
+            self.assertEqual(response.code, 403, answer)
+            self.assertIsNone(response.headers.getRawHeaders("set-cookie"))
+        for origin in ("http://chatd.test", "https://app.example.com", None):
+            code, _ = await client.call("POST", "/user/login", json=credentials,
+                                        headers={"Origin": origin} if origin else None)
+            self.assertEqual(code, 200, origin)
+
     async def test_cross_origin_cookie_write_refused(self):
         client, _ = await api_client(
             self, server_allowed_origins=["https://app.example.com"])

@@ -298,8 +298,18 @@ class ChatApi:
 
     # -- accounts -------------------------------------------------------------
 
+    def _same_origin_sign_in(self, request):
+        """
+        @raise Forbidden: a browser on a foreign page posts the form: it
+            would sign the victim's browser in to the poster's account
+            (login CSRF), or make accounts from the victim's address.
+        """
+        if not self._cors.origin_ok(request):
+            raise Forbidden("cross-origin sign-in refused")
+
     @app.route("/user/register", methods=["POST"])
     async def register(self, request):
+        self._same_origin_sign_in(request)
         body = read_body(request)
         user = await self._accounts.register(
             self._proxies.client_address(request),
@@ -312,6 +322,7 @@ class ChatApi:
 
     @app.route("/user/login", methods=["POST"])
     async def login(self, request):
+        self._same_origin_sign_in(request)
         body = read_body(request)
         user, token, identity = await self._accounts.login(
             self._proxies.client_address(request),
