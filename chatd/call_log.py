@@ -7,11 +7,12 @@ callee with contentType 20 (L{chatd.calls.CALL_LOG}) and the JSON of
 L{chatd.calls.CallLogEntry.content} as its content, through the
 group-commit writer like any message; once stored it is delivered to every
 device of both parties, and it appears in history and sync like any
-message. Its client message id is C{call:<call id>}, so it is stored once.
+message. Its client message id is C{call:<call id>}, so it is stored once;
+clients may not use ids starting with C{call:}.
 """
 
 from chatd.calls import CALL_LOG, CallManager
-from chatd.handlers.messaging import delivery_frame
+from chatd.handlers.messaging import RESERVED_CLIENT_ID_PREFIX, delivery_frame
 from chatd.protocol import frames
 from chatd.stores.messages import NewMessage
 
@@ -31,7 +32,7 @@ class CallLog:
         Store a L{chatd.calls.CallLogEntry}, then deliver it to both
         parties.
         """
-        client_msg_id = f"call:{entry.call_id}"
+        client_msg_id = RESERVED_CLIENT_ID_PREFIX + entry.call_id
         content = entry.content()
         stored = await self._writer.submit(NewMessage(
             sender_id=entry.caller.id, client_msg_id=client_msg_id,

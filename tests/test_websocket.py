@@ -485,7 +485,7 @@ class RefusalTests(WebSocketTestCase):
                             contentType=2, messageType=1,
                             content="data:image/png;base64,&&&not base64")
         await self._refused(alice, "unknown_type", type="no-such-kind")
-        for client_msg_id in ("x" * 65, "é", "ends in a space "):
+        for client_msg_id in ("x" * 65, "é", "ends in a space ", "call:1234"):
             await self._refused(alice, "bad_client_msg_id", to=self.bob.uuid,
                                 content="hi", contentType=1, messageType=1,
                                 clientMsgId=client_msg_id)

@@ -34,6 +34,9 @@ from chatd.stores.messages import NewMessage
 
 log = Logger()
 
+# Client message ids the server gives its own messages (the call log's).
+RESERVED_CLIENT_ID_PREFIX = "call:"
+
 _FROM = "from"
 
 
@@ -184,6 +187,12 @@ class Messaging:
                 or client_msg_id.endswith(" ")):
             raise refuse(BadRequest, "clientMsgId: at most 64 ASCII characters,"
                          " not ending in a space", "bad_client_msg_id")
+        if client_msg_id.startswith(RESERVED_CLIENT_ID_PREFIX):
+            # The call log's: taken first, it would keep a call out of
+            # the history.
+            raise refuse(BadRequest, "clientMsgId: ids starting with"
+                         f" {RESERVED_CLIENT_ID_PREFIX!r} are the server's",
+                         "bad_client_msg_id")
         message_type = frame.messageType or frames.ONE_TO_ONE
         if message_type not in (frames.ONE_TO_ONE, frames.GROUP):
             raise refuse(BadRequest, f"unknown messageType {frame.messageType}",
