@@ -4,8 +4,9 @@ A load-generator process: its own reactor, many WebSocket clients.
 The parent hands a worker a plan (which connections to open and what each
 one sends), then talks to it over a pipe: the worker says C{ready} once
 every connection is open, the parent says C{go}, the worker runs the
-scenario for the planned seconds, drains, and sends back its statistics;
-then the parent says C{stop}.
+scenario for the planned seconds and says C{measured} (the parent reads
+the server's CPU use then), drains, and sends back its statistics; then
+the parent says C{stop}.
 
 A message's content is C{"b:<sender key>:<sequence>:<monotonic ns>"}, so a
 receiver in any process can tell latency, loss, duplicates and reordering
@@ -81,8 +82,8 @@ class Worker:
         command = await threads.deferToThread(self.pipe.recv)
         if command == "go":
             cpu_before = _cpu_seconds()
-            await self._run_scenario()
-            self.pipe.send(("stats", self._report(_cpu_seconds() - cpu_before)))
+            cpu_at_end = await self._run_scenario()
+            self.pipe.send(("stats", self._report(cpu_at_end - cpu_before)))
             await threads.deferToThread(self.pipe.recv)
         for protocol in self.protocols:
             protocol.transport.abortConnection()
@@ -157,11 +158,15 @@ class Worker:
         if getattr(self, "_rate_loop", None):
             self._rate_loop.stop()
         self._measured_seconds = seconds
+        # CPU figures cover the measured seconds, not the drain after them.
+        cpu_at_end = _cpu_seconds()
+        self.pipe.send(("measured", None))
         deadline = time.monotonic() + self.plan.get("drain", 5)
         while time.monotonic() < deadline and self._in_flight:
             await task.deferLater(reactor, 0.05, lambda: None)
         # Let the last deliveries land.
         await task.deferLater(reactor, 0.5, lambda: None)
+        return cpu_at_end
 
     def _start_rate(self, senders):
         pacer = RatePacer(self.plan["rate"], time.monotonic())

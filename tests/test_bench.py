@@ -289,6 +289,33 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(config.server.listen, ("tcp:1234:interface=127.0.0.1:backlog=4096",))
 
 
+class EndToEndTests(SynchronousTestCase):
+    def test_pairs_and_rate(self):
+        """
+        A short run of the tool itself against a chatd on SQLite and the
+        baseline, over loopback: every message acked and delivered once, in
+        order, and CPU figures read over the measured seconds only (one
+        core each, so at most 100% and a tick or two).
+        """
+        import json
+        import subprocess
+        import sys
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for scenario, extra in (("pairs", ["--window", "2"]), ("rate", ["--rate", "200"])):
+            output = subprocess.run(
+                [sys.executable, "-m", "bench.cli", scenario, "--servers", "sqlite,baseline",
+                 "--pairs", "3", "--seconds", "1", "--repeat", "1", "--json", *extra],
+                cwd=root, capture_output=True, text=True, timeout=300, check=True).stdout
+            for server, figures in json.loads(output)["servers"].items():
+                self.assertGreater(figures["acked"], 0, (scenario, server))
+                self.assertEqual((figures["sent"], figures["delivered"]),
+                                 (figures["acked"], figures["acked"]), (scenario, server))
+                self.assertEqual((figures["lost"], figures["duplicates"], figures["reordered"]),
+                                 (0, 0, 0), (scenario, server))
+                self.assertLessEqual(figures["server_cpu_percent"], 102, (scenario, server))
+
+
 class CallgrindTests(SynchronousTestCase):
     def test_instructions_between_zero_and_dump(self):
         """
