@@ -202,3 +202,25 @@ class SessionsTests(SynchronousTestCase):
         self.assertIsNone(soon.ended)
         self.clock.advance(30)
         self.assertEqual([soon.ended, later.ended], [EXPIRED, None])
+
+    def test_one_failure_stops_nothing(self):
+        """
+        A connection that fails to close is logged; the others are still
+        closed and the sweep keeps running.
+        """
+        broken, fine = FakeConnection(1, "t1", expires_at=10), FakeConnection(2, "t2",
+                                                                             expires_at=10)
+
+        def fail(reason):
+            raise RuntimeError("transport gone")
+
+        broken.end_session = fail
+        self.hub.attach(broken)
+        self.hub.attach(fine)
+        self.clock.advance(30)
+        self.assertEqual(fine.ended, EXPIRED)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        fine.ended = None
+        self.clock.advance(30)
+        self.assertEqual(fine.ended, EXPIRED)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -15,8 +15,7 @@ and which attaches just after it, is closed too: the revocations of the
 last C{remember} seconds are checked as connections attach.
 """
 
-from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
+from twisted.application.internet import TimerService
 from twisted.logger import Logger
 
 from chatd import events as event_names
@@ -28,7 +27,7 @@ REVOKED = "the token was revoked; sign in again"
 EXPIRED = "the token has expired; sign in again"
 
 
-class Sessions(Service):
+class Sessions(TimerService):
     """
     @param hub: the L{chatd.hub.Hub}; its connections have C{identity} (an
         L{chatd.auth.tokens.Identity}) and C{end_session(reason)}.
@@ -39,11 +38,10 @@ class Sessions(Service):
     """
 
     def __init__(self, hub, events, clock, interval=30, remember=300):
+        super().__init__(interval, self.sweep)
+        self.clock = clock
         self._hub = hub
-        self._clock = clock
-        self._interval = interval
         self._remember = remember
-        self._loop = None
         # token id -> when revoked; user id -> (issued before, when revoked)
         self._revoked_tokens = {}
         self._revoked_before = {}
@@ -51,37 +49,24 @@ class Sessions(Service):
         events.subscribe(event_names.TOKENS_REVOKED, self._tokens_revoked)
         hub.add_observer(on_attach=self._attached)
 
-    def startService(self):
-        super().startService()
-        self._loop = LoopingCall(self.sweep)
-        self._loop.clock = self._clock
-        self._loop.start(self._interval, now=False).addErrback(
-            lambda failure: log.failure("The session sweep stopped", failure))
-
-    def stopService(self):
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-
     def _token_revoked(self, user_id, token_id):
-        self._revoked_tokens[token_id] = self._clock.seconds()
+        self._revoked_tokens[token_id] = self.clock.seconds()
         self._end_revoked(self._hub.connections_of(user_id))
 
     def _tokens_revoked(self, user_id, issued_before):
-        self._revoked_before[user_id] = (issued_before, self._clock.seconds())
+        self._revoked_before[user_id] = (issued_before, self.clock.seconds())
         self._end_revoked(self._hub.connections_of(user_id))
 
     def _attached(self, connection):
         # Not from within the Hub's attach: the connection finishes
         # opening first.
         if self._is_revoked(connection.identity):
-            self._clock.callLater(0, connection.end_session, REVOKED)
+            self.clock.callLater(0, _end, connection, REVOKED)
 
     def _end_revoked(self, connections):
         for connection in connections:
             if self._is_revoked(connection.identity):
-                connection.end_session(REVOKED)
+                _end(connection, REVOKED)
 
     def _is_revoked(self, identity):
         if identity.token_id in self._revoked_tokens:
@@ -94,7 +79,7 @@ class Sessions(Service):
         Close the connections whose token has expired, and forget the
         revocations older than C{remember} seconds.
         """
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         horizon = now - self._remember
         self._revoked_tokens = {token_id: when for token_id, when
                                 in self._revoked_tokens.items() if when > horizon}
@@ -102,4 +87,11 @@ class Sessions(Service):
                                 in self._revoked_before.items() if entry[1] > horizon}
         for connection in self._hub.all_connections():
             if connection.identity.expires_at <= now:
-                connection.end_session(EXPIRED)
+                _end(connection, EXPIRED)
+
+
+def _end(connection, reason):
+    try:
+        connection.end_session(reason)
+    except Exception:
+        log.failure("Ending the session of {connection!r} failed", connection=connection)
