@@ -252,6 +252,33 @@ class LoginTests(unittest.TestCase):
                 "username": name, "password": "another-guess"})
             self.assertEqual(code, 429, name)
 
+    async def test_locked_account_costs_no_address_quota(self):
+        """
+        Tries refused because the account is locked do not use up the
+        address's quota: others behind that address can still sign in.
+        """
+        # StubTreq's requests come from 127.0.0.1, a trusted proxy here.
+        client, _ = await api_client(self, server_trusted_proxies=["127.0.0.1"],
+                                     auth_login_account_burst=2,
+                                     auth_login_account_per_hour=1,
+                                     auth_login_address_burst=3,
+                                     auth_login_address_per_hour=1)
+        await sign_up(client, "alice")
+        await sign_up(client, "bob")
+        attacker, office = ({"X-Forwarded-For": "192.0.2.1"},
+                            {"X-Forwarded-For": "198.51.100.7"})
+        for _ in range(2):
+            code, _ = await client.call("POST", "/user/login", headers=attacker, json={
+                "username": "alice", "password": "wrong-pass"})
+            self.assertEqual(code, 401)
+        for _ in range(3):
+            code, _ = await client.call("POST", "/user/login", headers=office, json={
+                "username": "alice", "password": "password1"})
+            self.assertEqual(code, 429)
+        code, _ = await client.call("POST", "/user/login", headers=office, json={
+            "username": "bob", "password": "password1"})
+        self.assertEqual(code, 200)
+
     async def test_concurrent_guesses_limited(self):
         client, _ = await api_client(self, auth_login_account_burst=3,
                                      auth_login_account_per_hour=1)

@@ -9,7 +9,14 @@ import uuid as uuid_module
 from twisted.logger import Logger
 
 from chatd import events as event_names
-from chatd.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from chatd.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from chatd.files import sniff
 from chatd.handlers import validation
 from chatd.handlers.common import require_self
@@ -112,7 +119,13 @@ class Accounts:
         # accents and ignorable characters).
         account = ("name:" + username.lower()[:128] if credentials is None
                    else _account_key(credentials.user.id))
-        limits.login_account.check(account)
+        try:
+            limits.login_account.check(account)
+        except TooManyRequests:
+            # Refused before any guess: a locked account must not use up
+            # the quota of whoever shares the caller's address.
+            limits.login_address.refund(address)
+            raise
         limits.login_account.charge(account)
         if credentials is None:
             ok = await self._passwords.verify_nobody(password[:1024])
