@@ -254,6 +254,7 @@ def _summarise(stats, expected, connections, server_cpu, instructions=None):
     delivery = [x for s in stats for x in s["delivery_latency_us"]]
     ack = [x for s in stats for x in s["ack_latency_us"]]
     acked = sum(s["acked"] for s in stats)
+    acked_in_window = sum(s["acked_in_window"] for s in stats)
     errors = {}
     for s in stats:
         for code, n in s["errors"].items():
@@ -278,6 +279,11 @@ def _summarise(stats, expected, connections, server_cpu, instructions=None):
         "server_cpu_percent": 100 * (user_cpu + kernel_cpu) / seconds,
         "server_kernel_cpu_percent": 100 * kernel_cpu / seconds,
         "server_loop_cpu_percent": 100 * loop_cpu / seconds,
+        # The server's CPU per message acked in the measured seconds (the
+        # CPU is read at their end): what one message costs at this load.
+        "acked_in_window": acked_in_window,
+        "server_cpu_us_per_acked": (round(1e6 * (user_cpu + kernel_cpu) / acked_in_window, 1)
+                                    if acked_in_window else None),
         "generator_cpu_percent": 100 * sum(s["cpu_seconds"] for s in stats) / seconds,
         **({} if instructions is None else {
             "server_instructions": instructions,

@@ -158,8 +158,10 @@ class Worker:
         if getattr(self, "_rate_loop", None):
             self._rate_loop.stop()
         self._measured_seconds = seconds
-        # CPU figures cover the measured seconds, not the drain after them.
+        # CPU figures cover the measured seconds, not the drain after them,
+        # and so does the count of acks they are shared by.
         cpu_at_end = _cpu_seconds()
+        self._acked_in_window = self.stats.acked
         self.pipe.send(("measured", None))
         deadline = time.monotonic() + self.plan.get("drain", 5)
         while time.monotonic() < deadline and self._in_flight:
@@ -221,6 +223,7 @@ class Worker:
         return {
             "sent": s.sent,
             "acked": s.acked,
+            "acked_in_window": getattr(self, "_acked_in_window", s.acked),
             "errors": dict(s.errors),
             "ack_latency_us": s.ack_latency_us,
             "delivery_latency_us": s.delivery_latency_us,

@@ -236,11 +236,12 @@ class SummaryTests(SynchronousTestCase):
                        {"uuid": "r", "role": "receiver"}]
         stats = [{"seconds": 2.0, "acked_seqs": {"k": [1, 2, 3, 4]},
                   "received": {}, "delivery_latency_us": [], "ack_latency_us": [1000] * 4,
-                  "acked": 4, "sent": 4, "errors": {}, "duplicates": 0, "reordered": 0,
-                  "cpu_seconds": 0.5},
+                  "acked": 4, "acked_in_window": 3, "sent": 4, "errors": {},
+                  "duplicates": 0, "reordered": 0, "cpu_seconds": 0.5},
                  {"seconds": 2.0, "acked_seqs": {}, "received": {(1, 0): {"k": [[1, 3]]}},
                   "delivery_latency_us": [2000, 3000, 4000], "ack_latency_us": [],
-                  "acked": 0, "sent": 0, "errors": {"x": 1}, "duplicates": 0,
+                  "acked": 0, "acked_in_window": 0, "sent": 0, "errors": {"x": 1},
+                  "duplicates": 0,
                   "reordered": 1, "cpu_seconds": 0.5}]
         figures = _summarise(stats, [("r", "k")], connections, (1.0, 0.5, 1.2), 8000)
         self.assertEqual((figures["sent_per_second"], figures["acked_per_second"]), (2.0, 2.0))
@@ -249,6 +250,8 @@ class SummaryTests(SynchronousTestCase):
         self.assertEqual((figures["server_cpu_percent"], figures["server_kernel_cpu_percent"],
                           figures["server_loop_cpu_percent"]), (75.0, 25.0, 60.0))
         self.assertEqual(figures["generator_cpu_percent"], 50.0)
+        # 1.5 s of the server's CPU shared by the 3 messages acked in time.
+        self.assertEqual(figures["server_cpu_us_per_acked"], 500000.0)
         self.assertEqual(figures["server_instructions_per_acked"], 2000)
         self.assertNotIn("server_instructions",
                          _summarise(stats, [], connections, (1.0, 0.5, 1.2)))
@@ -314,6 +317,7 @@ class EndToEndTests(SynchronousTestCase):
                 self.assertEqual((figures["lost"], figures["duplicates"], figures["reordered"]),
                                  (0, 0, 0), (scenario, server))
                 self.assertLessEqual(figures["server_cpu_percent"], 102, (scenario, server))
+                self.assertLessEqual(figures["acked_in_window"], figures["acked"])
 
 
 class CallgrindTests(SynchronousTestCase):
