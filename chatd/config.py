@@ -225,8 +225,9 @@ class WebsocketConfig:
     )
     max_refusals_per_minute: int = _setting(
         120,
-        "Frames of one connection refused (error frames) within a minute"
-        " before it is closed as abusive (code 1008).",
+        "Frames of one connection refused (error frames; not the server's"
+        " own failures) within a minute before it is closed as abusive"
+        " (code 1008).",
         _positive,
     )
     batch_size: int = _setting(
