@@ -655,6 +655,29 @@ class UpgradeTests(WebSocketTestCase):
                                   headers={"Authorization": f"Bearer {token}"})
         self.assertEqual((await client.next_of("")).to, self.alice.uuid)
 
+    async def test_cookie_from_the_proxied_https_page(self):
+        """
+        Behind a trusted proxy that terminates TLS, the page's origin is
+        https:// although the proxy connects in plain text: a cookie
+        upgrade from the server's own https origin is accepted, as the
+        REST API's cookie check accepts it. The same headers from a peer
+        that is not a trusted proxy are not believed.
+        """
+        for trusted in (["127.0.0.1"], []):
+            await self.start(server_trusted_proxies=trusted)
+            token, _ = await self.service.parts.tokens.issue(self.alice)
+            url = ws_url(self.service)
+            headers = {"Cookie": f"{self.config.auth.cookie_name}={token}",
+                       "X-Forwarded-Proto": "https"}
+            origin = f"https://{url.split('/')[2]}"
+            if trusted:
+                client = await ws_connect(self, url, headers=headers, origin=origin)
+                self.assertEqual((await client.next_of("")).content, "welcome!")
+                await client.close()
+            else:
+                self.assertEqual(await self._status(url, dict(headers, Origin=origin)), 403)
+            await self.service.stopService()
+
     async def test_cookie_needs_allowed_origin(self):
         await self.start(server_allowed_origins=["https://chat.example.com"])
         token, _ = await self.service.parts.tokens.issue(self.alice)

@@ -40,6 +40,18 @@ class CorsPolicy:
         """
         return origin == self.own_origin(request) or origin in self.allowed_origins
 
+    def allows_upgrade(self, origin, host, peer, tls, forwarded_protos):
+        """
+        L{is_allowed} for a WebSocket upgrade, from the handshake's parts
+        (see L{ProxyPolicy.secure_via}): behind a TLS-terminating proxy the
+        page's origin is C{https://} although the proxy connects in plain
+        text. Origins and hosts compare ignoring case.
+        """
+        origin = origin.strip().rstrip("/").lower()
+        scheme = "https" if self._proxies.secure_via(peer, tls, forwarded_protos) else "http"
+        own = f"{scheme}://{host.strip()}".lower()
+        return origin == own or origin in {o.lower() for o in self.allowed_origins}
+
     def origin_ok(self, request):
         """
         Whether a request may act with the caller's cookie: it has no

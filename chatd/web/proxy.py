@@ -18,8 +18,12 @@ def _ip(text):
 
 def _header_values(request, name):
     values = request.requestHeaders.getRawHeaders(name) or []
-    return [v.strip() for value in values
-            for v in value.decode("latin-1").split(",") if v.strip()]
+    return _list_values([value.decode("latin-1") for value in values])
+
+
+def _list_values(values):
+    # A header's comma-separated values, over all its lines.
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
 class ProxyPolicy:
@@ -35,7 +39,10 @@ class ProxyPolicy:
         return getattr(peer, "host", None) or str(peer)
 
     def _from_proxy(self, request):
-        return bool(self._networks) and self._trusted(_ip(self._peer(request)))
+        return self._is_proxy(self._peer(request))
+
+    def _is_proxy(self, peer):
+        return bool(self._networks) and self._trusted(_ip(peer or ""))
 
     def client_address(self, request):
         """
@@ -56,9 +63,20 @@ class ProxyPolicy:
         """
         Whether the client reached chatd (or its proxy) over TLS.
         """
-        if request.isSecure():
+        return self.secure_via(self._peer(request), request.isSecure(),
+                               request.requestHeaders.getRawHeaders(b"x-forwarded-proto"))
+
+    def secure_via(self, peer, tls, forwarded_protos):
+        """
+        L{is_secure} from its parts, where there is no twisted.web request
+        (a WebSocket upgrade): the TCP C{peer}'s address, whether the
+        connection is C{tls}, and the C{X-Forwarded-Proto} header's lines
+        (str or bytes; None if absent).
+        """
+        if tls:
             return True
-        if not self._from_proxy(request):
+        if not self._is_proxy(peer):
             return False
-        protos = _header_values(request, b"x-forwarded-proto")
+        protos = _list_values([p.decode("latin-1") if isinstance(p, bytes) else p
+                               for p in forwarded_protos or ()])
         return bool(protos) and protos[-1].lower() == "https"

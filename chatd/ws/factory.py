@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 
+from chatd.web.cors import CorsPolicy
+from chatd.web.proxy import ProxyPolicy
 from chatd.ws.compact import protocol_for_options
 from chatd.ws.framing import server_frame
 from chatd.ws.keepalive import KeepAlive
@@ -23,7 +25,7 @@ class Settings:
     """
 
     cookie_name: str
-    allowed_origins: tuple
+    cors: object
     max_outgoing_bytes: int
     max_pending_frames: int
     max_refusals_per_minute: int = 120
@@ -131,7 +133,8 @@ def build_realtime(config, database, reactor, parts):
     messaging = Messaging(hub, writer, parts.messages, parts.files, ws)
     settings = Settings(
         cookie_name=config.auth.cookie_name,
-        allowed_origins=tuple(config.server.allowed_origins),
+        cors=CorsPolicy(config.server.allowed_origins,
+                        ProxyPolicy(config.server.trusted_proxies)),
         max_outgoing_bytes=ws.max_outgoing_bytes,
         max_pending_frames=ws.max_pending_frames,
         max_refusals_per_minute=ws.max_refusals_per_minute)

@@ -171,13 +171,12 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
         Cookie logins are sent by browsers from any page: only the server's
         own origin and the configured ones may use them.
         """
-        origin = (request.headers.get("origin") or "").strip().rstrip("/")
-        scheme = "https" if ISSLTransport.providedBy(self.transport) else "http"
-        own = f"{scheme}://{request.headers.get('host', '').strip()}"
-        allowed = {own.lower()}
-        allowed.update(o.lower().rstrip("/")
-                       for o in self.factory.settings.allowed_origins)
-        if not origin or origin.lower() not in allowed:
+        origin = request.headers.get("origin") or ""
+        peer = self.transport.getPeer()
+        if not origin or not self.factory.settings.cors.allows_upgrade(
+                origin, request.headers.get("host", ""), getattr(peer, "host", None),
+                ISSLTransport.providedBy(self.transport),
+                [request.headers.get("x-forwarded-proto", "")]):
             raise ConnectionDeny(
                 403, "cookie-authenticated WebSockets must come from an"
                 " allowed Origin")
