@@ -175,6 +175,17 @@ class UploadTests(unittest.TestCase):
         response, _ = await self.client.request(
             "GET", "/file/" + name, headers={"Range": "bytes=99999-"})
         self.assertEqual(response.code, 416)
+        # A suffix longer than the file is the whole file (RFC 9110).
+        for suffix in (len(PNG) + 1, 10**20):
+            response, body = await self.client.request(
+                "GET", "/file/" + name, headers={"Range": f"bytes=-{suffix}"})
+            self.assertEqual((response.code, body), (206, PNG), suffix)
+            self.assertEqual(response.headers.getRawHeaders("content-range"),
+                             [f"bytes 0-{len(PNG) - 1}/{len(PNG)}"])
+        for huge in ("bytes=0-99999999999999999999", "bytes=99999999999999999999-"):
+            response, _ = await self.client.request(
+                "GET", "/file/" + name, headers={"Range": huge})
+            self.assertIn(response.code, (206, 416), huge)
 
     async def test_refusals(self):
         await self._setup()

@@ -209,6 +209,19 @@ def read_multipart(request, limit):
     return parts
 
 
+class _StoredFileResource(static.File):
+    """
+    A stored file, with Range requests as RFC 9110 has them: a suffix
+    range longer than the file is the whole file. (Twisted's File seeks
+    before the file's start instead, and fails with a 500.)
+    """
+
+    def _rangeToOffsetAndSize(self, start, end):
+        if start is None and end is not None:
+            end = min(end, self.getFileSize())
+        return super()._rangeToOffsetAndSize(start, end)
+
+
 class ChatApi:
     """
     The REST API over the shared L{chatd.parts.Parts}.
@@ -504,7 +517,7 @@ class ChatApi:
     @app.route("/file/<path:name>", methods=["GET", "HEAD"])
     async def download(self, request, name):
         stored, path = await self._files.find(name)
-        resource = static.File(path)
+        resource = _StoredFileResource(path)
         resource.type = stored.media_type
         if stored.media_type.startswith("text/"):
             resource.type += "; charset=utf-8"
