@@ -22,9 +22,6 @@ def limited_request_factory(max_body_bytes):
 
     class LimitedRequest(Request):
         max_body = max_body_bytes
-        # Bodies are parsed by the routes, which answer malformed ones with
-        # the envelope rather than a bare 400.
-        _parsePOSTFormSubmission = False
         _refused = False
         _received = 0
 

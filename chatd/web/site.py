@@ -44,7 +44,11 @@ def max_body_bytes(config):
 
 
 def build_site(root, reactor, max_body=None):
-    site = Site(root, reactor=reactor, logFormatter=access_log_formatter)
+    # Bodies are parsed by the routes, which answer malformed ones with the
+    # envelope; Twisted's form parser answers some with a bare 400 and
+    # crashes on others (a multipart field named with name*=).
+    site = Site(root, reactor=reactor, logFormatter=access_log_formatter,
+                parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     if max_body is not None:
         site.requestFactory = limited_request_factory(max_body)
