@@ -4,6 +4,7 @@ with types, nosniff, attachments, Range; limits and traversal refusals; and
 the sniffing of types from the first bytes.
 """
 
+import json
 import os
 
 from twisted.trial import unittest
@@ -186,6 +187,26 @@ class UploadTests(unittest.TestCase):
             response, _ = await self.client.request(
                 "GET", "/file/" + name, headers={"Range": huge})
             self.assertIn(response.code, (206, 416), huge)
+
+    async def test_failure_while_serving_a_file(self):
+        """
+        A file that fails to be served once its headers are set is answered
+        with a whole 500 envelope, without the file's length or range.
+        """
+        from chatd.web import api
+
+        await self._setup()
+        _, answer = await self.upload(self.alice["uuid"], PNG)
+        self.patch(api._StoredFileResource, "_rangeToOffsetAndSize",
+                   lambda resource, start, end: (-5, 10))
+        response, body = await self.client.request(
+            "GET", "/file/" + answer["data"], headers={"Range": "bytes=0-9"})
+        self.assertEqual(response.code, 500)
+        self.assertEqual(json.loads(body)["msg"], "internal error")
+        self.assertIsNone(response.headers.getRawHeaders("content-range"))
+        self.assertIn(response.headers.getRawHeaders("content-length"),
+                      (None, [str(len(body))]))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError, OSError)), 1)
 
     async def test_refusals(self):
         await self._setup()

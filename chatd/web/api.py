@@ -279,6 +279,10 @@ class ChatApi:
     def internal_error(self, request, failure):
         log.failure("Error answering {method} {path}", failure,
                     method=request.method, path=request.path)
+        # What a failing resource had said of the body it meant to send
+        # (a file's length and range) is not true of the envelope.
+        for name in (b"content-length", b"content-range", b"content-disposition"):
+            request.responseHeaders.removeHeader(name)
         return envelope.failure(request, 500, "internal error")
 
     # -- helpers ------------------------------------------------------------
