@@ -82,8 +82,9 @@ class Worker:
         command = await threads.deferToThread(self.pipe.recv)
         if command == "go":
             cpu_before = _cpu_seconds()
-            cpu_at_end = await self._run_scenario()
-            self.pipe.send(("stats", self._report(cpu_at_end - cpu_before)))
+            cpu_at_end, acked_in_window = await self._run_scenario()
+            self.pipe.send(("stats", self._report(cpu_at_end - cpu_before,
+                                                  acked_in_window)))
             await threads.deferToThread(self.pipe.recv)
         for protocol in self.protocols:
             protocol.transport.abortConnection()
@@ -160,15 +161,14 @@ class Worker:
         self._measured_seconds = seconds
         # CPU figures cover the measured seconds, not the drain after them,
         # and so does the count of acks they are shared by.
-        cpu_at_end = _cpu_seconds()
-        self._acked_in_window = self.stats.acked
+        cpu_at_end, acked_in_window = _cpu_seconds(), self.stats.acked
         self.pipe.send(("measured", None))
         deadline = time.monotonic() + self.plan.get("drain", 5)
         while time.monotonic() < deadline and self._in_flight:
             await task.deferLater(reactor, 0.05, lambda: None)
         # Let the last deliveries land.
         await task.deferLater(reactor, 0.5, lambda: None)
-        return cpu_at_end
+        return cpu_at_end, acked_in_window
 
     def _start_rate(self, senders):
         pacer = RatePacer(self.plan["rate"], time.monotonic())
@@ -218,12 +218,12 @@ class Worker:
                 self._last_seen[(spec["index"], key)] = seq
             self.stats.delivery_latency_us.append((now - int(sent_at)) // 1000)
 
-    def _report(self, cpu_seconds):
+    def _report(self, cpu_seconds, acked_in_window):
         s = self.stats
         return {
             "sent": s.sent,
             "acked": s.acked,
-            "acked_in_window": getattr(self, "_acked_in_window", s.acked),
+            "acked_in_window": acked_in_window,
             "errors": dict(s.errors),
             "ack_latency_us": s.ack_latency_us,
             "delivery_latency_us": s.delivery_latency_us,

@@ -318,6 +318,10 @@ class EndToEndTests(SynchronousTestCase):
                                  (0, 0, 0), (scenario, server))
                 self.assertLessEqual(figures["server_cpu_percent"], 102, (scenario, server))
                 self.assertLessEqual(figures["acked_in_window"], figures["acked"])
+                self.assertGreater(figures["server_cpu_us_per_acked"], 0, (scenario, server))
+                if scenario == "rate":
+                    # The offered rate holds: 200 a second for the second.
+                    self.assertTrue(198 <= figures["sent"] <= 202, figures["sent"])
 
 
 class CallgrindTests(SynchronousTestCase):

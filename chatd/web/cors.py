@@ -27,30 +27,34 @@ def _header(request, name):
 class CorsPolicy:
     def __init__(self, allowed_origins, proxies=None):
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
+        self._allowed_folded = frozenset(o.lower() for o in self.allowed_origins)
         self._proxies = proxies if proxies is not None else ProxyPolicy()
 
-    def own_origin(self, request):
-        scheme = "https" if self._proxies.is_secure(request) else "http"
-        host = _header(request, "host") or ""
-        return f"{scheme}://{host}"
+    def _allows(self, origin, host, secure):
+        # The one origin rule, for requests and upgrades alike: the
+        # server's own origin (https:// when the client came over TLS,
+        # directly or through a trusted proxy) or an allowed one. Origins
+        # and hosts compare ignoring case.
+        origin = origin.strip().rstrip("/").lower()
+        own = f"{'https' if secure else 'http'}://{host.strip()}".lower()
+        return origin == own or origin in self._allowed_folded
 
     def is_allowed(self, origin, request):
         """
         Whether C{origin} is this server's own or in the allowlist.
         """
-        return origin == self.own_origin(request) or origin in self.allowed_origins
+        return self._allows(origin, _header(request, "host") or "",
+                            self._proxies.is_secure(request))
 
-    def allows_upgrade(self, origin, host, peer, tls, forwarded_protos):
+    def allows_upgrade(self, origin, host, peer, tls, forwarded_proto_lines):
         """
         L{is_allowed} for a WebSocket upgrade, from the handshake's parts
         (see L{ProxyPolicy.secure_via}): behind a TLS-terminating proxy the
         page's origin is C{https://} although the proxy connects in plain
-        text. Origins and hosts compare ignoring case.
+        text.
         """
-        origin = origin.strip().rstrip("/").lower()
-        scheme = "https" if self._proxies.secure_via(peer, tls, forwarded_protos) else "http"
-        own = f"{scheme}://{host.strip()}".lower()
-        return origin == own or origin in {o.lower() for o in self.allowed_origins}
+        return self._allows(origin, host,
+                            self._proxies.secure_via(peer, tls, forwarded_proto_lines))
 
     def origin_ok(self, request):
         """

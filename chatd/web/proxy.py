@@ -16,14 +16,18 @@ def _ip(text):
         return None
 
 
-def _header_values(request, name):
-    values = request.requestHeaders.getRawHeaders(name) or []
-    return _list_values([value.decode("latin-1") for value in values])
+def _header_lines(request, name):
+    return [line.decode("latin-1")
+            for line in request.requestHeaders.getRawHeaders(name) or []]
 
 
-def _list_values(values):
+def _list_values(lines):
     # A header's comma-separated values, over all its lines.
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return [v.strip() for line in lines for v in line.split(",") if v.strip()]
+
+
+def _header_values(request, name):
+    return _list_values(_header_lines(request, name))
 
 
 class ProxyPolicy:
@@ -64,19 +68,18 @@ class ProxyPolicy:
         Whether the client reached chatd (or its proxy) over TLS.
         """
         return self.secure_via(self._peer(request), request.isSecure(),
-                               request.requestHeaders.getRawHeaders(b"x-forwarded-proto"))
+                               _header_lines(request, b"x-forwarded-proto"))
 
-    def secure_via(self, peer, tls, forwarded_protos):
+    def secure_via(self, peer, tls, forwarded_proto_lines):
         """
         L{is_secure} from its parts, where there is no twisted.web request
         (a WebSocket upgrade): the TCP C{peer}'s address, whether the
-        connection is C{tls}, and the C{X-Forwarded-Proto} header's lines
-        (str or bytes; None if absent).
+        connection is C{tls}, and the lines of the C{X-Forwarded-Proto}
+        header (text).
         """
         if tls:
             return True
         if not self._is_proxy(peer):
             return False
-        protos = _list_values([p.decode("latin-1") if isinstance(p, bytes) else p
-                               for p in forwarded_protos or ()])
+        protos = _list_values(forwarded_proto_lines)
         return bool(protos) and protos[-1].lower() == "https"
