@@ -3,6 +3,7 @@ Tests for chatd as a whole: the twistd plugin, the service tree, /healthz
 over HTTP and TLS, start-up failures, and a clean stop.
 """
 
+import gc
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import weakref
 
 from twisted.application.service import IServiceMaker, Service
 from twisted.internet.defer import Deferred
@@ -401,11 +403,56 @@ class ThreadSwitchIntervalTests(SynchronousTestCase):
         intervals = []
         self.patch(sys, "setswitchinterval", intervals.append)
         self.patch(tap, "limit_malloc_arenas", lambda: False)
-        self.patch(tap, "build_service", lambda *args, **kwargs: "service")
+        service = SequentialService()
+        self.patch(tap, "build_service", lambda *args, **kwargs: service)
+        self.patch(tap, "freeze_startup_heap", lambda _: None)
         options = tap.Options()
         options.parseOptions([])
-        self.assertEqual(tap.makeService(options), "service")
+        self.assertIs(tap.makeService(options), service)
         self.assertEqual(intervals, [0.0002])
+
+
+class StartupHeapTests(SynchronousTestCase):
+    def test_frozen_once_started(self):
+        """
+        The daemon freezes the heap when its services have started, not
+        before.
+        """
+        from chatd import tap
+
+        frozen = []
+        self.patch(tap, "limit_malloc_arenas", lambda: False)
+        self.patch(sys, "setswitchinterval", lambda interval: None)
+        service = SequentialService()
+        self.patch(tap, "build_service", lambda *args, **kwargs: service)
+        self.patch(tap, "freeze_startup_heap", frozen.append)
+        options = tap.Options()
+        options.parseOptions([])
+        tap.makeService(options)
+        self.assertEqual(frozen, [])
+        service.started.callback(None)
+        self.assertEqual(frozen, [None])
+
+    def test_collects_then_freezes(self):
+        """
+        Garbage cycles are collected first; what is alive is moved out of
+        the collector's generations.
+        """
+        from chatd.tap import freeze_startup_heap
+
+        class Node:
+            pass
+
+        alive = Node()
+        garbage = Node()
+        garbage.self = garbage
+        garbage_ref = weakref.ref(garbage)
+        del garbage
+        self.addCleanup(gc.unfreeze)
+        freeze_startup_heap()
+        self.assertIsNone(garbage_ref())
+        self.assertGreater(gc.get_freeze_count(), 0)
+        self.assertFalse(any(obj is alive for obj in gc.get_objects()))
 
 
 class MallocArenaTests(SynchronousTestCase):
