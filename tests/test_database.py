@@ -4,9 +4,11 @@ Tests for L{chatd.storage.database} and the engines, on SQLite or MySQL.
 
 import time
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from chatd.service import DatabaseService
 from chatd.storage.database import Database, Transaction
 from chatd.storage.engines import MysqlEngine, SqliteEngine
 from tests.helpers import (
@@ -212,6 +214,33 @@ class EngineTests(TestCase):
             url = database_url(self)
         reopened = make_database(self, url)
         self.assertEqual(await reopened.run("count", _count_txn, "users"), 1)
+
+
+class PingTests(TestCase):
+    async def test_ping_connects_every_pool(self):
+        """
+        A ping answers through the transaction pool and through the
+        message writer's own pool, so both are connected after it.
+        """
+        database = await migrated_database(self)
+        writer_pool = database.engine.connection_pool(reactor)
+        self.addCleanup(writer_pool.close)
+        with_writer = Database(database.engine, database._pool, writer_pool=writer_pool)
+        self.assertEqual(writer_pool.connections, {})
+        await with_writer.ping()
+        self.assertEqual(len(writer_pool.connections), 1)
+
+    async def test_start_connects_the_writer(self):
+        """
+        The database service connects the message writer when it starts,
+        not when the first message arrives.
+        """
+        database = await migrated_database(self)
+        writer_pool = database.engine.connection_pool(reactor)
+        self.addCleanup(writer_pool.close)
+        with_writer = Database(database.engine, database._pool, writer_pool=writer_pool)
+        await DatabaseService(with_writer).startService()
+        self.assertEqual(len(writer_pool.connections), 1)
 
 
 class _FakePool:

@@ -165,9 +165,12 @@ class Database:
 
     async def ping(self):
         """
-        Raise unless the database answers a trivial query.
+        Raise unless the database answers a trivial query, on the message
+        writer's own connection too if it has one.
         """
         await self.run("ping", _ping_txn)
+        if self._writer_pool is not None:
+            await self.run_writes("ping", _ping_txn)
 
 
 def _ping_txn(txn):
