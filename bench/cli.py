@@ -30,6 +30,13 @@ from bench.worker import worker_main
 SCENARIOS = ("pairs", "group", "rate", "conns", "rest")
 BOUND_SECONDS = 120
 BOUND_CONNECTIONS = 20000
+# Before measuring, the server must have finished what the connections set
+# off (chatd loads each one's contacts and tells their friends): a window
+# of SETTLE_INTERVAL seconds in which it used under SETTLE_CPU of its core,
+# waited for SETTLE_LIMIT seconds at most.
+SETTLE_INTERVAL = 0.2
+SETTLE_CPU = 0.05
+SETTLE_LIMIT = 10.0
 
 
 def _percentile(values, fraction):
@@ -160,7 +167,8 @@ class Run:
                     "ws_path": "/socket.io",
                     "connections": part, "mode": mode,
                     "window": getattr(a, "window", 1), "rate": getattr(a, "rate", 0) / workers,
-                    "seconds": 0 if scenario == "conns" else a.seconds, "drain": 10}
+                    "seconds": 0 if scenario == "conns" else a.seconds,
+                    "warmup": 0 if scenario == "conns" else a.warmup, "drain": 10}
             process = context.Process(target=worker_main,
                                       args=(plan, child_end, cpus[index % len(cpus)]))
             process.start()
@@ -179,13 +187,16 @@ class Run:
                     "rss_growth_mb_per_1000": (rss - rss_before) / 2**20 / (a.count / 1000),
                     "connects_per_second": a.count / result["connect_seconds"],
                 })
-            cpu_before = self.server.cpu_split()
+            result["settle_seconds"] = wait_until_idle(self.server.cpu_seconds)
             instructions = None
+            for pipe in pipes:
+                pipe.send("go")
+            for pipe in pipes:
+                self._expect(pipe, "warmed")
+            cpu_before = self.server.cpu_split()
             profiler = self._start_profiler()
             if self.server.callgrind:
                 profile.callgrind_zero(self.server.process.pid)
-            for pipe in pipes:
-                pipe.send("go")
             for pipe in pipes:
                 self._expect(pipe, "measured")
             # The server's CPU over the measured seconds: a drain after an
@@ -224,6 +235,23 @@ class Run:
             raise RuntimeError(f"worker failed:\n{payload}")
         assert got == kind, (got, kind)
         return payload
+
+
+def wait_until_idle(cpu_seconds, sleep=time.sleep, clock=time.monotonic):
+    """
+    Wait until a process whose CPU time C{cpu_seconds()} reads used under
+    L{SETTLE_CPU} of a core over L{SETTLE_INTERVAL}, or L{SETTLE_LIMIT}
+    seconds have passed; return how long that took.
+    """
+    started = clock()
+    cpu = cpu_seconds()
+    while clock() - started < SETTLE_LIMIT:
+        sleep(SETTLE_INTERVAL)
+        now = cpu_seconds()
+        used, cpu = now - cpu, now
+        if used < SETTLE_CPU * SETTLE_INTERVAL:
+            break
+    return clock() - started
 
 
 def _summarise(stats, expected, connections, server_cpu, instructions=None):
@@ -330,6 +358,10 @@ def parse_args(argv):
                         help="comma-separated: sqlite, mysql, baseline")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of the same load before the measured ones,"
+                        " left out of every figure but the loss, duplicate and"
+                        " reordering checks")
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--rate", type=float, default=5000)
@@ -364,6 +396,8 @@ def parse_args(argv):
         parser.error(str(e))
     if not 0 < args.seconds <= BOUND_SECONDS:
         parser.error(f"--seconds must be in (0, {BOUND_SECONDS}]")
+    if not 0 <= args.warmup <= BOUND_SECONDS:
+        parser.error(f"--warmup must be in [0, {BOUND_SECONDS}]")
     if not 0 < args.count <= BOUND_CONNECTIONS:
         parser.error(f"--count must be in (0, {BOUND_CONNECTIONS}]")
     if not 1 <= args.repeat <= 10:

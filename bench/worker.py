@@ -73,6 +73,8 @@ class Worker:
         self._next_seq = defaultdict(int)
         self._last_seen = {}
         self._sending = False
+        self._window_start_ns = 0
+        self._cpu_at_window_start = 0.0
 
     async def run(self):
         started = time.monotonic()
@@ -81,9 +83,8 @@ class Worker:
                                   "connections": len(self.protocols)}))
         command = await threads.deferToThread(self.pipe.recv)
         if command == "go":
-            cpu_before = _cpu_seconds()
             cpu_at_end, acked_in_window = await self._run_scenario()
-            self.pipe.send(("stats", self._report(cpu_at_end - cpu_before,
+            self.pipe.send(("stats", self._report(cpu_at_end - self._cpu_at_window_start,
                                                   acked_in_window)))
             await threads.deferToThread(self.pipe.recv)
         for protocol in self.protocols:
@@ -154,6 +155,10 @@ class Worker:
                     self._send(spec)
         elif self.plan["mode"] == "rate" and senders:
             self._start_rate(senders)
+        if self.plan.get("warmup"):
+            await task.deferLater(reactor, self.plan["warmup"], lambda: None)
+        self._begin_window()
+        self.pipe.send(("warmed", None))
         await task.deferLater(reactor, seconds, lambda: None)
         self._sending = False
         if getattr(self, "_rate_loop", None):
@@ -169,6 +174,19 @@ class Worker:
         # Let the last deliveries land.
         await task.deferLater(reactor, 0.5, lambda: None)
         return cpu_at_end, acked_in_window
+
+    def _begin_window(self):
+        """
+        The warm-up is over: from now on count what is sent, and the
+        latencies and acks of what is sent. Losses, duplicates and
+        reorderings are still checked for every message, warm-up's too.
+        """
+        self._window_start_ns = time.monotonic_ns()
+        self._cpu_at_window_start = _cpu_seconds()
+        self.stats.sent = self.stats.acked = 0
+        self.stats.ack_latency_us.clear()
+        self.stats.delivery_latency_us.clear()
+        self.stats.errors.clear()
 
     def _start_rate(self, senders):
         pacer = RatePacer(self.plan["rate"], time.monotonic())
@@ -190,8 +208,9 @@ class Worker:
             if sent is None:
                 return
             sender, sent_at = sent
-            self.stats.acked += 1
-            self.stats.ack_latency_us.append((now - sent_at) // 1000)
+            if sent_at >= self._window_start_ns:
+                self.stats.acked += 1
+                self.stats.ack_latency_us.append((now - sent_at) // 1000)
             key, seq = frame.clientMsgId.rsplit(":", 1)
             self.stats.acked_seqs[key].append(int(seq))
             sender["in_flight"] -= 1
@@ -216,7 +235,9 @@ class Worker:
                 self.stats.reordered += 1
             else:
                 self._last_seen[(spec["index"], key)] = seq
-            self.stats.delivery_latency_us.append((now - int(sent_at)) // 1000)
+            sent_at = int(sent_at)
+            if sent_at >= self._window_start_ns:
+                self.stats.delivery_latency_us.append((now - sent_at) // 1000)
 
     def _report(self, cpu_seconds, acked_in_window):
         s = self.stats

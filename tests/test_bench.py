@@ -6,13 +6,15 @@ framing, loss accounting, and the profile summary.
 import os
 import struct
 
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from bench import profile
-from bench.cli import _count_covered, _median_report, _percentile
+from bench.cli import _count_covered, _median_report, _percentile, wait_until_idle
 from bench.rawws import RawWebSocketClient, encode_frame
-from bench.worker import RatePacer, _ranges
+from bench.worker import RatePacer, Worker, _ranges
+from chatd.protocol.message_pb2 import Message
 
 
 def _unmask(frame):
@@ -108,6 +110,63 @@ class RatePacerTests(SynchronousTestCase):
         pacer = RatePacer(150, started=0.0)
         sent = sum(pacer.due(0.005 * i) for i in range(1, 201))
         self.assertEqual(sent, 150)
+
+
+class WarmUpTests(SynchronousTestCase):
+    def test_warm_up_left_out_of_the_figures(self):
+        """
+        A message sent during the warm-up is checked for order but leaves
+        no figure: not its send, ack or latency; one sent after counts.
+        """
+
+        class Protocol:
+            def send(self, payload):
+                pass
+
+        sender = {"key": "s", "to": "r", "uuid": "u", "message_type": 1,
+                  "protocol": Protocol()}
+        receiver = {"index": 0}
+        worker = Worker({"mode": "rate"}, pipe=None)
+
+        def exchange(seq):
+            worker._send(sender)
+            sent_at = worker._in_flight[f"s:{seq}"][1]
+            worker.received(sender, Message(type="ack", clientMsgId=f"s:{seq}"))
+            worker.received(receiver, Message(content=f"b:s:{seq}:{sent_at}"))
+
+        exchange(0)
+        worker._begin_window()
+        exchange(1)
+        stats = worker.stats
+        self.assertEqual((stats.sent, stats.acked), (1, 1))
+        self.assertEqual((len(stats.ack_latency_us), len(stats.delivery_latency_us)), (1, 1))
+        self.assertEqual(stats.acked_seqs["s"], [0, 1])
+        # A late copy of the warm-up's message is still a duplicate.
+        worker.received(receiver, Message(content="b:s:0:0"))
+        self.assertEqual(stats.duplicates, 1)
+
+
+class SettleTests(SynchronousTestCase):
+    def test_waits_for_a_quiet_interval(self):
+        """
+        Measuring starts after the first interval in which the server used
+        under 5% of its core: here the third.
+        """
+        clock = Clock()
+        readings = iter([0.0, 0.2, 0.3, 0.305])
+        waited = wait_until_idle(lambda: next(readings), clock.advance, clock.seconds)
+        self.assertAlmostEqual(waited, 0.6)
+
+    def test_bounded(self):
+        """
+        A server that never goes quiet is waited for 10 seconds and at
+        most one more interval.
+        """
+        clock = Clock()
+        busy = iter(range(1000))
+        waited = wait_until_idle(lambda: next(busy) * 0.2, clock.advance, clock.seconds)
+        self.assertGreaterEqual(waited, 10.0)
+        self.assertLessEqual(waited, 10.2 + 1e-9)
 
 
 class ProfileSummaryTests(SynchronousTestCase):
