@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from bench import population, profile
+from bench import population, profile, trace
 from bench.server import Server, parse_setting, raise_file_limit
 from bench.worker import worker_main
 
@@ -67,7 +67,8 @@ class Run:
                              scrypt_log2_n=15 if args.scenario == "rest" else 10,
                              settings=args.settings,
                              cprofile=self._output(args.cprofile, "pstats"),
-                             callgrind=self._output(args.callgrind, "callgrind"))
+                             callgrind=self._output(args.callgrind, "callgrind"),
+                             trace=self._output(args.trace, "json"))
 
     def _output(self, directory, extension):
         """
@@ -143,6 +144,8 @@ class Run:
             self.server.stop()
         if self.server.cprofile:
             result["cprofile"] = self.server.cprofile
+        if self.server.trace:
+            result["trace"] = trace.summarise(self.server.trace, *self._window)
         return result
 
     def _measure(self):
@@ -168,7 +171,8 @@ class Run:
                     "connections": part, "mode": mode,
                     "window": getattr(a, "window", 1), "rate": getattr(a, "rate", 0) / workers,
                     "seconds": 0 if scenario == "conns" else a.seconds,
-                    "warmup": 0 if scenario == "conns" else a.warmup, "drain": 10}
+                    "warmup": 0 if scenario == "conns" else a.warmup,
+                    "tick": a.tick, "drain": 10}
             process = context.Process(target=worker_main,
                                       args=(plan, child_end, cpus[index % len(cpus)]))
             process.start()
@@ -193,12 +197,14 @@ class Run:
                 pipe.send("go")
             for pipe in pipes:
                 self._expect(pipe, "warmed")
+            window_start = time.monotonic()
             cpu_before = self.server.cpu_split()
             profiler = self._start_profiler()
             if self.server.callgrind:
                 profile.callgrind_zero(self.server.process.pid)
             for pipe in pipes:
                 self._expect(pipe, "measured")
+            self._window = (window_start, time.monotonic())
             # The server's CPU over the measured seconds: a drain after an
             # overload would otherwise count against them.
             cpu = [after - before for after, before
@@ -362,6 +368,10 @@ def parse_args(argv):
                         help="seconds of the same load before the measured ones,"
                         " left out of every figure but the loss, duplicate and"
                         " reordering checks")
+    parser.add_argument("--tick", type=float, default=0.001,
+                        help="rate: seconds between the generator's sends, each"
+                        " sending what the offered rate owes by then (until the"
+                        " seventh round 0.005: bursts of 25 messages at 5,000/s)")
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--rate", type=float, default=5000)
@@ -384,6 +394,10 @@ def parse_args(argv):
                         " DIR, and report the instructions it ran per acked message:"
                         " a figure the shared host's load does not move (the server"
                         " runs about 50 times slower: use a low --rate)")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="record chatd's timings into DIR (bench.trace) and report"
+                        " the measured window's: messages until stored, database"
+                        " transactions, garbage collections")
     parser.add_argument("--cprofile", metavar="DIR",
                         help="run chatd's event loop under cProfile, statistics into"
                         " DIR, and summarise (it slows the server: its figures are"
@@ -398,6 +412,8 @@ def parse_args(argv):
         parser.error(f"--seconds must be in (0, {BOUND_SECONDS}]")
     if not 0 <= args.warmup <= BOUND_SECONDS:
         parser.error(f"--warmup must be in [0, {BOUND_SECONDS}]")
+    if not 0.0002 <= args.tick <= 1:
+        parser.error("--tick must be in [0.0002, 1]")
     if not 0 < args.count <= BOUND_CONNECTIONS:
         parser.error(f"--count must be in (0, {BOUND_CONNECTIONS}]")
     if not 1 <= args.repeat <= 10:
@@ -423,6 +439,8 @@ def main(argv=None):
             own, inclusive = profile.summarise(results[-1]["profile"])
             report["servers"][kind]["profile_self"] = own
             report["servers"][kind]["profile_inclusive"] = inclusive
+        if results[-1].get("trace"):
+            report["servers"][kind]["trace"] = [r["trace"] for r in results]
         if results[-1].get("cprofile"):
             report["servers"][kind]["cprofile_self"] = profile.summarise_cprofile(
                 results[-1]["cprofile"])

@@ -92,17 +92,20 @@ class Server:
     """
 
     def __init__(self, kind, cpu=None, mysql_url="mysql://root@127.0.0.1:3306/chatd_bench",
-                 scrypt_log2_n=10, settings=(), cprofile=None, callgrind=None):
+                 scrypt_log2_n=10, settings=(), cprofile=None, callgrind=None, trace=None):
         """
         @param cprofile: for chatd, a file twistd writes cProfile statistics
             of the event-loop thread to when the server stops.
         @param callgrind: run the server under callgrind, its counts dumped
             to files named from this path (see L{bench.profile}).
+        @param trace: for chatd, a file to write its timings to when the
+            server stops (see L{bench.trace}).
         """
         self.kind = kind
         # The baseline is no twistd: it has nothing to profile with.
         self.cprofile = None if kind == "baseline" else cprofile
         self.callgrind = callgrind
+        self.trace = None if kind == "baseline" else trace
         self.cpu = cpu
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -130,7 +133,8 @@ class Server:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         profiling = ([f"--profile={self.cprofile}", "--profiler=cprofile", "--savestats"]
                      if self.cprofile else [])
-        return [sys.executable, twistd, "--nodaemon", "--pidfile=", *profiling,
+        runner = ["-m", "bench.trace", self.trace] if self.trace else [twistd]
+        return [sys.executable, *runner, "--nodaemon", "--pidfile=", *profiling,
                 "--logfile", os.path.join(self.directory, "chatd.log"), "chatd",
                 "--config", config]
 

@@ -26,7 +26,6 @@ from bench.rawws import RawWebSocketClient
 from chatd.protocol.message_pb2 import Message
 
 _HANDSHAKES_AT_ONCE = 200
-_RATE_TICK = 0.005
 
 
 class RatePacer:
@@ -197,7 +196,7 @@ class Worker:
                 self._send(next(senders_in_turn))
 
         self._rate_loop = task.LoopingCall(send_some)
-        self._rate_loop.start(_RATE_TICK, now=False)
+        self._rate_loop.start(self.plan["tick"], now=False)
 
     # Receiving.
 

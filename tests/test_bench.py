@@ -169,6 +169,56 @@ class SettleTests(SynchronousTestCase):
         self.assertLessEqual(waited, 10.2 + 1e-9)
 
 
+class TraceTests(SynchronousTestCase):
+    def test_install_records_messages_and_collections(self):
+        """
+        Once installed, the trace records each message from submit to the
+        hand-out of its result, and each garbage collection.
+        """
+        import gc
+
+        from bench import trace
+        from chatd.batching import BatchWriter
+        from chatd.storage.database import Database
+        from tests.test_messages_store import FakeStore
+
+        self.patch(BatchWriter, "submit", BatchWriter.submit)
+        self.patch(Database, "_run", Database._run)
+        callbacks = list(gc.callbacks)
+        self.addCleanup(gc.callbacks.__setitem__, slice(None), callbacks)
+        record = {"messages": [], "transactions": [], "collections": []}
+        trace.install(record)
+        store = FakeStore()
+        writer = BatchWriter(store, Clock())
+        writer.submit("m1")
+        writer._clock.advance(0)
+        self.assertEqual(record["messages"], [])
+        store.commit()
+        self.assertEqual(len(record["messages"]), 1)
+        gc.collect()
+        self.assertEqual(record["collections"][-1][2], 2)
+
+    def test_summarise_the_window(self):
+        """
+        Only what began within the window counts.
+        """
+        import json
+
+        from bench import trace
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            json.dump({"messages": [[0.5, 0.1], [1.5, 0.002], [2.5, 0.3]],
+                       "transactions": [[1.2, 0.001, "insert_messages"],
+                                        [3.0, 0.5, "insert_messages"]],
+                       "collections": [[1.1, 0.004, 2], [0.2, 1.0, 2]]}, f)
+        summary = trace.summarise(path, 1.0, 2.0)
+        self.assertEqual(summary["message_stored_ms"],
+                         {"count": 1, "p50_ms": 2.0, "p99_ms": 2.0, "max_ms": 2.0})
+        self.assertEqual(summary["transactions"]["insert_messages"]["count"], 1)
+        self.assertEqual(summary["collections"]["2"]["max_ms"], 4.0)
+
+
 class ProfileSummaryTests(SynchronousTestCase):
     def test_summarise(self):
         path = self.mktemp()
@@ -364,7 +414,9 @@ class EndToEndTests(SynchronousTestCase):
         import sys
 
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        for scenario, extra in (("pairs", ["--window", "2"]), ("rate", ["--rate", "200"])):
+        traces = self.mktemp()
+        for scenario, extra in (("pairs", ["--window", "2"]),
+                                ("rate", ["--rate", "200", "--trace", traces])):
             output = subprocess.run(
                 [sys.executable, "-m", "bench.cli", scenario, "--servers", "sqlite,baseline",
                  "--pairs", "3", "--seconds", "1", "--repeat", "1", "--json", *extra],
@@ -377,6 +429,10 @@ class EndToEndTests(SynchronousTestCase):
                                  (0, 0, 0), (scenario, server))
                 self.assertLessEqual(figures["server_cpu_percent"], 102, (scenario, server))
                 self.assertLessEqual(figures["acked_in_window"], figures["acked"])
+                if scenario == "rate" and server == "sqlite":
+                    [traced] = figures["trace"]
+                    self.assertGreater(traced["message_stored_ms"]["count"], 150)
+                    self.assertIn("insert_messages", traced["transactions"])
                 self.assertGreater(figures["server_cpu_us_per_acked"], 0, (scenario, server))
                 if scenario == "rate":
                     # The offered rate holds: 200 a second for the second.
