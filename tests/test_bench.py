@@ -414,7 +414,7 @@ class EndToEndTests(SynchronousTestCase):
         import sys
 
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        traces = self.mktemp()
+        traces = os.path.abspath(self.mktemp())
         for scenario, extra in (("pairs", ["--window", "2"]),
                                 ("rate", ["--rate", "200", "--trace", traces])):
             output = subprocess.run(

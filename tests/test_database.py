@@ -2,6 +2,8 @@
 Tests for L{chatd.storage.database} and the engines, on SQLite or MySQL.
 """
 
+import os
+import threading
 import time
 
 from twisted.internet import reactor
@@ -10,7 +12,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd.service import DatabaseService
 from chatd.storage.database import Database, Transaction
-from chatd.storage.engines import MysqlEngine, SqliteEngine
+from chatd.storage.engines import (
+    BACKGROUND_NICE,
+    MysqlEngine,
+    SqliteEngine,
+    lower_thread_priority,
+)
 from tests.helpers import (
     ENGINE,
     _mysql_admin,
@@ -241,6 +248,54 @@ class PingTests(TestCase):
         with_writer = Database(database.engine, database._pool, writer_pool=writer_pool)
         await DatabaseService(with_writer).startService()
         self.assertEqual(len(writer_pool.connections), 1)
+
+
+def _thread_priority_txn(txn):
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+class BackgroundTests(TestCase):
+    async def test_background_work_yields_the_core(self):
+        """
+        The indexer's work runs on a connection whose thread has a lower
+        CPU priority on MySQL; on SQLite it shares the one connection, and
+        with it the message writer's priority.
+        """
+        database = await migrated_database(self)
+        expected = BACKGROUND_NICE if ENGINE == "mysql" else 0
+        self.assertEqual(await database.run_background("nice", _thread_priority_txn),
+                         expected)
+        self.assertEqual(await database.run("nice", _thread_priority_txn), 0)
+
+    async def test_background_pool_used_and_closed(self):
+        """
+        Given a background pool, background work runs there, and closing
+        the database closes it.
+        """
+        database = await migrated_database(self)
+        background_pool = database.engine.connection_pool(reactor)
+        with_background = Database(database.engine, database.engine.connection_pool(reactor),
+                                   background_pool=background_pool)
+        await with_background.run_background("count", _count_txn, "users")
+        self.assertEqual(len(background_pool.connections), 1)
+        await with_background.close()
+        self.assertFalse(background_pool.running)
+
+    def test_lower_thread_priority(self):
+        """
+        Only the calling thread's priority is lowered.
+        """
+        seen = []
+
+        def lowered():
+            lower_thread_priority()
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+        thread = threading.Thread(target=lowered)
+        thread.start()
+        thread.join()
+        self.assertEqual(seen, [BACKGROUND_NICE])
+        self.assertEqual(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), 0)
 
 
 class _FakePool:

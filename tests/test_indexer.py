@@ -85,16 +85,16 @@ class SearchIndexerTests(IndexerTestCase):
         """
         await self._setup(12)
         transactions = []
-        original = self.database.run_derived
+        original = self.database.run_background
 
-        def run_derived(description, *args, **kwargs):
+        def run_background(description, *args, **kwargs):
             transactions.append(description)
             return original(description, *args, **kwargs)
 
-        self.patch(self.database, "run_derived", run_derived)
+        self.patch(self.database, "run_background", run_background)
         indexer = SearchIndexer(self.store, Clock(), 0, batch=5, rounds=4)
         self.assertEqual(await indexer.run_once(), 12)
-        self.assertEqual(transactions, ["search_catch_up"] * 3)
+        self.assertEqual(transactions, ["search_background_catch_up"] * 3)
 
     async def test_stop_ends_a_run_after_its_batch(self):
         await self._setup(12)
@@ -151,13 +151,13 @@ class KeepingOutOfTheWriterWayTests(IndexerTestCase):
     async def _indexer(self, count, writer, clock, max_wait=0.02):
         await self._setup(count)
         self.sizes = []
-        catch_up = self.store.catch_up
+        catch_up = self.store.catch_up_in_background
 
         def recording_catch_up(batch, rounds):
             self.sizes.append(batch)
             return catch_up(batch, rounds)
 
-        self.patch(self.store, "catch_up", recording_catch_up)
+        self.patch(self.store, "catch_up_in_background", recording_catch_up)
         return SearchIndexer(self.store, clock, 2.0, batch=10, rounds=10,
                              writer=writer, quiet_batch=5, max_wait=max_wait)
 

@@ -27,4 +27,5 @@ def database_for(engine, reactor, retries=3):
     writer's own connection if the engine has one.
     """
     return Database(engine, engine.connection_pool(reactor), retries=retries,
-                    writer_pool=engine.writer_pool(reactor))
+                    writer_pool=engine.writer_pool(reactor),
+                    background_pool=engine.background_pool(reactor))

@@ -64,12 +64,14 @@ class Database:
 
     @ivar engine: the L{chatd.storage.engines} engine.
     @param writer_pool: the pool L{run_writes} uses, if not C{pool}.
+    @param background_pool: the pool L{run_background} uses, if not C{pool}.
     """
 
-    def __init__(self, engine, pool, retries=3, writer_pool=None):
+    def __init__(self, engine, pool, retries=3, writer_pool=None, background_pool=None):
         self.engine = engine
         self._pool = pool
         self._writer_pool = writer_pool
+        self._background_pool = background_pool
         self._retries = retries
         self._in_flight = 0
         self._idle_waiters = []
@@ -101,6 +103,15 @@ class Database:
         disk. A crash may undo it whole; it never undoes a durable commit.
         """
         return await self._run(self._pool, False, description, function, args, kwargs)
+
+    async def run_background(self, description, function, *args, **kwargs):
+        """
+        Like L{run_derived}, for work nobody waits for (the search
+        indexer's runs): on the engine's background connection if it has
+        one, whose thread yields the core to the message path.
+        """
+        return await self._run(self._background_pool or self._pool, False, description,
+                               function, args, kwargs)
 
     async def run_writes(self, description, function, *args, **kwargs):
         """
@@ -160,8 +171,9 @@ class Database:
         self._closed = True
         await self.wait_idle()
         self._pool.close()
-        if self._writer_pool is not None:
-            self._writer_pool.close()
+        for pool in (self._writer_pool, self._background_pool):
+            if pool is not None:
+                pool.close()
 
     async def ping(self):
         """

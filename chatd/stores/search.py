@@ -389,3 +389,11 @@ class SearchStore:
         """
         return await self._database.run_derived(
             "search_catch_up", catch_up_txn, batch, rounds)
+
+    async def catch_up_in_background(self, batch=INDEX_BATCH, rounds=4):
+        """
+        L{catch_up} for the indexer service: on the database's background
+        connection, if it has one.
+        """
+        return await self._database.run_background(
+            "search_background_catch_up", catch_up_txn, batch, rounds)
