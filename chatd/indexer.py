@@ -21,11 +21,14 @@ waiting, as fast as without the waits. (Runs every two seconds of
 back-to-back transactions made most of SQLite's slowest message
 deliveries: docs/benchmarks.md.)
 
-On MySQL the runs have a connection of their own, whose thread runs at a
-lower CPU priority: the driver's work for them takes the time the message
-path leaves, instead of a share of it (p99 at 5,000 msgs/s, seventh
-round: 4.5 ms against 6.2 ms at the same priority). SQLite's one
-connection is the writer's, so there the runs keep its priority.
+The runs use the database's search connection, whose thread runs at a
+lower CPU priority: their work takes the time the message path leaves,
+instead of a share of it (on MySQL, p99 at 5,000 msgs/s in the seventh
+round: 4.5 ms against 6.2 ms at the same priority). On SQLite that
+connection writes only the search index's own file, so the connection
+that stores messages no longer waits behind the runs either. After a run
+the queue entries it took are deleted (SQLite; see
+L{chatd.stores.search}).
 """
 
 from twisted.application.service import Service
@@ -114,6 +117,7 @@ class SearchIndexer(Service):
             done += count
             if count < size:
                 break
+        await self._store.trim_queue()
         return done
 
     async def _writer_idle(self):

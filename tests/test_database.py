@@ -8,7 +8,7 @@ import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from chatd.service import DatabaseService
 from chatd.storage.database import Database, Transaction
@@ -254,32 +254,54 @@ def _thread_priority_txn(txn):
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-class BackgroundTests(TestCase):
-    async def test_background_work_yields_the_core(self):
+class SearchConnectionTests(TestCase):
+    async def test_search_work_yields_the_core(self):
         """
-        The indexer's work runs on a connection whose thread has a lower
-        CPU priority on MySQL; on SQLite it shares the one connection, and
-        with it the message writer's priority.
+        The indexer's work runs on the search connection, whose thread has
+        a lower CPU priority; searches too on SQLite, where only that
+        connection sees the index, and on the transaction pool on MySQL.
         """
         database = await migrated_database(self)
-        expected = BACKGROUND_NICE if ENGINE == "mysql" else 0
         self.assertEqual(await database.run_background("nice", _thread_priority_txn),
-                         expected)
+                         BACKGROUND_NICE)
+        self.assertEqual(await database.run_search("nice", _thread_priority_txn),
+                         BACKGROUND_NICE if ENGINE == "sqlite" else 0)
         self.assertEqual(await database.run("nice", _thread_priority_txn), 0)
 
-    async def test_background_pool_used_and_closed(self):
+    async def test_search_pool_used_and_closed(self):
         """
-        Given a background pool, background work runs there, and closing
-        the database closes it.
+        Given a search pool, background work runs there, and closing the
+        database closes it.
         """
         database = await migrated_database(self)
-        background_pool = database.engine.connection_pool(reactor)
-        with_background = Database(database.engine, database.engine.connection_pool(reactor),
-                                   background_pool=background_pool)
-        await with_background.run_background("count", _count_txn, "users")
-        self.assertEqual(len(background_pool.connections), 1)
-        await with_background.close()
-        self.assertFalse(background_pool.running)
+        search_pool = database.engine.connection_pool(reactor)
+        with_search = Database(database.engine, database.engine.connection_pool(reactor),
+                               search_pool=search_pool)
+        await with_search.run_background("count", _count_txn, "users")
+        self.assertEqual(len(search_pool.connections), 1)
+        await with_search.close()
+        self.assertFalse(search_pool.running)
+
+    async def test_sqlite_messages_stored_while_indexing(self):
+        """
+        On SQLite the search connection writes only the index's own file:
+        while one of its transactions is open and has written, the
+        connection that stores messages commits without waiting.
+        """
+        if ENGINE != "sqlite":
+            raise SkipTest("MySQL's indexer writes rows of its own, beside the messages")
+        database = await migrated_database(self)
+        engine = database.engine
+        search = engine.connect_search()
+        self.addCleanup(search.close)
+        cursor = search.cursor()
+        engine.begin(cursor)
+        cursor.execute("SELECT COUNT(*) FROM messages")
+        cursor.execute("UPDATE search_progress SET indexed_through = 0")
+        started = time.monotonic()
+        self.assertIsInstance(await database.run("store", _insert_user_txn, "u-1", "one"), int)
+        self.assertLess(time.monotonic() - started, 5)
+        cursor.execute("COMMIT")
 
     def test_lower_thread_priority(self):
         """

@@ -5,7 +5,7 @@ L{tests.helpers}).
 
 import os
 
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from chatd.storage.migrations import (
     SCHEMA_DIR,
@@ -156,10 +156,11 @@ class MigrationTests(TestCase):
 
         await database.run("index", index_as_schema_6_did_txn)
         queued = await send("queued before")
-        await prepare_database(database)
+        await prepare_database(database, target=7)
         progress = await database.run("progress", lambda txn: txn.execute(
             "SELECT indexed_through FROM search_progress").fetchall())
         self.assertEqual([int(row[0]) for row in progress], [queued])
+        await prepare_database(database)
         later = await send("stored after")
 
         async def found(text):
@@ -169,6 +170,41 @@ class MigrationTests(TestCase):
         self.assertEqual(await found("before"), [queued, indexed])
         self.assertEqual(await found("after"), [later])
         self.assertEqual(await search.catch_up(), 0)
+
+    async def test_sqlite_search_moves_to_its_own_file(self):
+        """
+        Schema 8 (SQLite) drops the index from the chat database; the
+        search file starts empty and the index is built again from the
+        messages, as they are now.
+        """
+        if ENGINE != "sqlite":
+            raise SkipTest("MySQL keeps its index in the database")
+        from chatd.stores.edits import EditStore
+        from chatd.stores.messages import ONE_TO_ONE, MessageStore, NewMessage
+        from chatd.stores.search import SearchStore, parse_query
+        from tests.helpers import create_user
+
+        database = empty_database(self)
+        await prepare_database(database, target=7)
+        alice = await create_user(database, "alice")
+        bob = await create_user(database, "bob")
+        stored = await MessageStore(database).insert_batch(
+            [NewMessage(alice.id, None, ONE_TO_ONE, bob.id, 1, text)
+             for text in ("lunch at noon", "dinner later")], 1)
+        await prepare_database(database)
+        tables = await database.run("tables", lambda txn: txn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'message_search%'"
+            " OR name = 'search_progress'").fetchall())
+        self.assertEqual(tables, [])
+        self.assertTrue(await EditStore(database).edit(stored[1].id, "supper later", 2))
+        search = SearchStore(database)
+
+        async def found(text):
+            return [m.id for m in await search.search(alice.id, [], parse_query(text))]
+
+        self.assertEqual(await found("lunch"), [stored[0].id])
+        self.assertEqual(await found("supper"), [stored[1].id])
+        self.assertEqual(await found("dinner"), [])
 
     async def test_newer_database_refused(self):
         """

@@ -24,8 +24,9 @@ def open_database(config, reactor):
 def database_for(engine, reactor, retries=3):
     """
     The L{Database} of an engine: its connection pool, and the message
-    writer's own connection if the engine has one.
+    writer's and the search index's own connections if the engine has
+    them.
     """
     return Database(engine, engine.connection_pool(reactor), retries=retries,
                     writer_pool=engine.writer_pool(reactor),
-                    background_pool=engine.background_pool(reactor))
+                    search_pool=engine.search_pool(reactor))

@@ -64,14 +64,15 @@ class Database:
 
     @ivar engine: the L{chatd.storage.engines} engine.
     @param writer_pool: the pool L{run_writes} uses, if not C{pool}.
-    @param background_pool: the pool L{run_background} uses, if not C{pool}.
+    @param search_pool: the pool L{run_background} uses, and L{run_search}
+        where the engine searches there, if not C{pool}.
     """
 
-    def __init__(self, engine, pool, retries=3, writer_pool=None, background_pool=None):
+    def __init__(self, engine, pool, retries=3, writer_pool=None, search_pool=None):
         self.engine = engine
         self._pool = pool
         self._writer_pool = writer_pool
-        self._background_pool = background_pool
+        self._search_pool = search_pool
         self._retries = retries
         self._in_flight = 0
         self._idle_waiters = []
@@ -107,10 +108,20 @@ class Database:
     async def run_background(self, description, function, *args, **kwargs):
         """
         Like L{run_derived}, for work nobody waits for (the search
-        indexer's runs): on the engine's background connection if it has
-        one, whose thread yields the core to the message path.
+        indexer's runs): on the engine's search connection if it has one,
+        whose thread yields the core to the message path.
         """
-        return await self._run(self._background_pool or self._pool, False, description,
+        return await self._run(self._search_pool or self._pool, False, description,
+                               function, args, kwargs)
+
+    async def run_search(self, description, function, *args, **kwargs):
+        """
+        Like L{run_derived}, for work on the search index that someone
+        waits for (a search, and what it indexes first): on the search
+        connection where the engine keeps the index there (SQLite).
+        """
+        pool = self._search_pool if self.engine.searches_on_search_pool else None
+        return await self._run(pool or self._pool, False, description,
                                function, args, kwargs)
 
     async def run_writes(self, description, function, *args, **kwargs):
@@ -171,18 +182,21 @@ class Database:
         self._closed = True
         await self.wait_idle()
         self._pool.close()
-        for pool in (self._writer_pool, self._background_pool):
+        for pool in (self._writer_pool, self._search_pool):
             if pool is not None:
                 pool.close()
 
     async def ping(self):
         """
         Raise unless the database answers a trivial query, on the message
-        writer's own connection too if it has one.
+        writer's and the search index's own connections too if it has
+        them.
         """
         await self.run("ping", _ping_txn)
         if self._writer_pool is not None:
             await self.run_writes("ping", _ping_txn)
+        if self._search_pool is not None:
+            await self.run_background("ping", _ping_txn)
 
 
 def _ping_txn(txn):

@@ -17,25 +17,70 @@ _MYSQL_DEADLOCKS = frozenset({1205, 1213})
 _MYSQL_LOST_CONNECTION = frozenset({2006, 2013, 2014, 2055})
 
 
+# The nice value of background threads: a thread at 10 gets about a tenth
+# of the CPU share of one at 0 when both want the core.
+BACKGROUND_NICE = 10
+
+
+def lower_thread_priority():
+    """
+    Lower the calling thread's CPU priority to L{BACKGROUND_NICE} (Linux
+    sets it per thread); elsewhere, or if refused, leave it.
+    """
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (OSError, AttributeError):
+        pass
+
+
 class _SqliteConnection(sqlite3.Connection):
     """
     A connection that remembers its C{synchronous} setting (see
-    L{SqliteEngine.begin}); it opens with C{FULL}.
+    L{SqliteEngine.begin}); it opens with C{FULL}. Its transactions take
+    the write lock as they open.
     """
 
     durable = True
+    begin_statement = "BEGIN IMMEDIATE"
+
+
+class _SqliteSearchConnection(_SqliteConnection):
+    """
+    The search index's connection (L{SqliteEngine.search_pool}): it reads
+    the chat database it attaches and writes only its own file, so its
+    transactions take a write lock on that file alone, when they first
+    write (C{BEGIN IMMEDIATE} would lock every attached database).
+    """
+
+    begin_statement = "BEGIN"
 
 
 _SQLITE_CONNECT = dict(check_same_thread=False, isolation_level=None, timeout=30,
                        factory=_SqliteConnection)
 
+# The search index's own file (see L{SqliteEngine.search_path}), made on
+# connecting; deleting the file makes the indexer build it again.
+_SQLITE_SEARCH_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS main.message_search"
+    " USING fts5(terms, tokenize = 'unicode61 remove_diacritics 2')",
+    "CREATE TABLE IF NOT EXISTS main.search_progress ("
+    "id INTEGER PRIMARY KEY CHECK (id = 1), indexed_through INTEGER NOT NULL,"
+    " queue_through INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO main.search_progress VALUES (1, 0, 0)",
+)
+
 
 class SqliteEngine:
     """
-    The embedded default: one connection, WAL journal, foreign keys on.
+    The embedded default: one connection, WAL journal, foreign keys on;
+    the search index in a file of its own, with a connection of its own.
     """
 
     name = "sqlite"
+    # Searches run on the search connection: only it attaches the index.
+    searches_on_search_pool = True
     # What a read that must hold its rows until commit ends with: nothing,
     # as write transactions run one at a time.
     for_update = ""
@@ -68,18 +113,59 @@ class SqliteEngine:
         self._on_new_connection(connection)
         return connection
 
+    @property
+    def search_path(self):
+        """
+        The search index's file, beside the database: C{chat.sqlite3}
+        has C{chat-search.sqlite3}.
+        """
+        base, extension = os.path.splitext(self.path)
+        return f"{base}-search{extension}"
+
     def writer_pool(self, reactor):
         """
         None: the message writer shares the one connection.
         """
         return None
 
-    def background_pool(self, reactor):
+    def search_pool(self, reactor):
         """
-        None: the search indexer shares the one connection, so its thread
-        is the writer's and keeps its priority.
+        The search index's connection: it opens the index's own file
+        (L{search_path}) and attaches the chat database as C{chat} to read
+        messages, and its thread runs at a lower CPU priority (see
+        L{lower_thread_priority}). The one connection that stores messages
+        never waits behind the indexer's transactions, and the indexer
+        takes the time the message path leaves.
         """
-        return None
+        return adbapi.ConnectionPool(
+            "sqlite3",
+            self.search_path,
+            **dict(_SQLITE_CONNECT, factory=_SqliteSearchConnection),
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=self._on_new_search_connection,
+            cp_reactor=reactor,
+        )
+
+    def connect_search(self):
+        """
+        A search connection set up as the search pool's is (but at the
+        caller's priority), for synchronous tools.
+        """
+        connection = sqlite3.connect(self.search_path,
+                                     **dict(_SQLITE_CONNECT, factory=_SqliteSearchConnection))
+        self._set_up_search(connection)
+        return connection
+
+    def _on_new_search_connection(self, connection):
+        lower_thread_priority()
+        self._set_up_search(connection)
+
+    def _set_up_search(self, connection):
+        self._on_new_connection(connection)
+        connection.execute("ATTACH DATABASE ? AS chat", (self.path,))
+        for statement in _SQLITE_SEARCH_SCHEMA:
+            connection.execute(statement)
 
     def _on_new_connection(self, connection):
         connection.execute("PRAGMA journal_mode=WAL")
@@ -98,7 +184,7 @@ class SqliteEngine:
         if durable != connection.durable:
             cursor.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
             connection.durable = durable
-        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(connection.begin_statement)
 
     def convert(self, sql):
         return sql
@@ -118,24 +204,6 @@ class SqliteEngine:
 
     def is_duplicate(self, error):
         return isinstance(error, self.module.IntegrityError) and "UNIQUE" in str(error)
-
-
-# The nice value of background threads: a thread at 10 gets about a tenth
-# of the CPU share of one at 0 when both want the core.
-BACKGROUND_NICE = 10
-
-
-def lower_thread_priority():
-    """
-    Lower the calling thread's CPU priority to L{BACKGROUND_NICE} (Linux
-    sets it per thread); elsewhere, or if refused, leave it.
-    """
-    import threading
-
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-    except (OSError, AttributeError):
-        pass
 
 
 class _SelfCommittedConnection(adbapi.Connection):
@@ -160,6 +228,7 @@ class MysqlEngine:
 
     name = "mysql"
     for_update = " FOR UPDATE"
+    searches_on_search_pool = False
 
     def __init__(self, host, port, user, password, database, pool_size=5):
         import pymysql
@@ -185,11 +254,12 @@ class MysqlEngine:
         """
         return self._pool(_SelfCommittingPool, reactor, 1, autocommit=True)
 
-    def background_pool(self, reactor):
+    def search_pool(self, reactor):
         """
         The search indexer's own connection, whose thread runs at a lower
         CPU priority (see L{lower_thread_priority}): its driver work takes
-        only the time the message path leaves.
+        only the time the message path leaves. Searches themselves use the
+        transaction pool.
         """
         return self._pool(adbapi.ConnectionPool, reactor, 1, autocommit=False,
                           on_connect=lower_thread_priority)
@@ -219,6 +289,8 @@ class MysqlEngine:
         connection = self.module.connect(**self._connect_args(autocommit=False))
         self._on_new_connection(connection)
         return connection
+
+    connect_search = connect
 
     def _connect_args(self, autocommit):
         return dict(host=self.host, port=self.port, user=self.user,

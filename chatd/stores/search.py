@@ -11,16 +11,21 @@ or more characters is found through its bigrams, and a single character
 through the terms that start with it.
 
 The index: SQLite keeps the terms of each message in the FTS5 table
-C{message_search} (rowid = message id); MariaDB/MySQL keep one row per
-(term, message) in C{search_terms} (MariaDB has no n-gram FULLTEXT parser:
-see docs/search.md for the measurement). L{catch_up_txn} indexes the
-messages above the last id indexed (C{search_progress}) and those queued in
-C{search_pending} (edits re-queue a message), before each search (a bounded
-amount) and whenever the indexer service (L{chatd.indexer}) runs, so the
-message write path does no search work at all. Recalls drop a message from
-the index. Reading new messages by id relies on ids becoming visible in
-order: one writer stores messages, one transaction at a time
-(L{chatd.batching}).
+C{message_search} (rowid = message id), in a file of its own that only the
+search connection opens (L{chatd.storage.engines.SqliteEngine.search_pool});
+MariaDB/MySQL keep one row per (term, message) in C{search_terms} (MariaDB
+has no n-gram FULLTEXT parser: see docs/search.md for the measurement).
+L{catch_up_txn} indexes the messages above the last id indexed
+(C{search_progress}) and those queued in C{search_pending} (edits, recalls
+and deletes queue a message), before each search (a bounded amount) and
+whenever the indexer service (L{chatd.indexer}) runs, so the message write
+path does no search work at all. On MySQL the catch-up deletes what it
+took from the queue, and an edit drops the message's terms at once; on
+SQLite the catch-up only reads the queue past the last entry it took
+(C{queue_through}, kept with the index), so it never writes the chat
+database, and L{trim_queue_txn} deletes what it has read. Reading new
+messages by id relies on ids becoming visible in order: one writer stores
+messages, one transaction at a time (L{chatd.batching}).
 
 A query matches a message when every query term is among the message's
 terms (a single CJK character: a term starting with it); a CJK run of three
@@ -182,6 +187,8 @@ def _index_queued_txn(txn, batch):
 
     @return: how many were taken off the queue.
     """
+    if txn.engine.name == "sqlite":
+        return _index_queued_sqlite_txn(txn, batch)
     txn.execute(
         "SELECT p.message_id, m.content, m.recalled_at"
         " FROM search_pending p LEFT JOIN messages m ON m.id = p.message_id"
@@ -195,6 +202,44 @@ def _index_queued_txn(txn, batch):
         "DELETE FROM search_pending WHERE message_id IN ("
         + ", ".join("?" for _ in ids) + ")", ids)
     return len(queued)
+
+
+def _index_queued_sqlite_txn(txn, batch):
+    # The queue entries past the last one taken, each indexed from the
+    # message as it is now (a message queued twice, once).
+    txn.execute("SELECT queue_through FROM search_progress WHERE id = 1")
+    through = int(txn.fetchone()[0])
+    txn.execute(
+        "SELECT p.seq, p.message_id, m.content, m.recalled_at"
+        " FROM search_pending p LEFT JOIN messages m ON m.id = p.message_id"
+        " WHERE p.seq > ? ORDER BY p.seq LIMIT ?", (through, batch))
+    queued = txn.fetchall()
+    if not queued:
+        return 0
+    latest = dict(_searchable([row[1:] for row in queued]))
+    _add_txn(txn, list(latest.items()), replace=True)
+    txn.execute("UPDATE search_progress SET queue_through = ? WHERE id = 1",
+                (int(queued[-1][0]),))
+    return len(queued)
+
+
+def trim_queue_txn(txn, through):
+    """
+    On SQLite, delete the queue entries the index has taken (up to
+    C{through}, read from the index's file by L{queue_through_txn}).
+    """
+    txn.execute("DELETE FROM search_pending WHERE seq <= ?", (through,))
+
+
+def queue_through_txn(txn):
+    """
+    On SQLite, the last queue entry the index has taken; None on MySQL,
+    whose catch-up deletes what it takes.
+    """
+    if txn.engine.name != "sqlite":
+        return None
+    txn.execute("SELECT queue_through FROM search_progress WHERE id = 1")
+    return int(txn.fetchone()[0])
 
 
 def _index_new_txn(txn, batch):
@@ -241,29 +286,23 @@ def catch_up_txn(txn, batch=INDEX_BATCH, rounds=None):
     return done
 
 
-def forget_txn(txn, message_id):
-    """
-    Drop a message from the index.
-    """
-    txn.execute("DELETE FROM search_pending WHERE message_id = ?",
-                (message_id,))
-    if txn.engine.name == "sqlite":
-        txn.execute("DELETE FROM message_search WHERE rowid = ?", (message_id,))
-    else:
-        txn.execute("DELETE FROM search_terms WHERE message_id = ?",
-                    (message_id,))
-
-
 def reindex_txn(txn, message_id):
     """
     Index a message again after its text changed (an edit, or a recall,
-    which leaves no text): its terms go now, and the queue has the next
-    catch-up index it under locks, so terms a catch-up read by id just
-    before the change committed do not stay behind.
+    which leaves no text), in the change's own transaction. On MySQL its
+    terms go now, and the queue has the next catch-up index it under
+    locks, so terms a catch-up read by id just before the change committed
+    do not stay behind. On SQLite the index is not this connection's to
+    write: the message is queued, and the next catch-up (every search runs
+    one first) replaces its terms. Until then a search may still find it
+    by an old word, with its new text; a recalled message it never shows.
     """
-    forget_txn(txn, message_id)
-    txn.execute("INSERT INTO search_pending (message_id) VALUES (?)",
-                (message_id,))
+    if txn.engine.name == "sqlite":
+        txn.execute("INSERT INTO search_pending (message_id) VALUES (?)", (message_id,))
+        return
+    txn.execute("DELETE FROM search_pending WHERE message_id = ?", (message_id,))
+    txn.execute("DELETE FROM search_terms WHERE message_id = ?", (message_id,))
+    txn.execute("INSERT INTO search_pending (message_id) VALUES (?)", (message_id,))
 
 
 # Searching.
@@ -369,6 +408,7 @@ def search_txn(txn, user_id, group_ids, query, conversation, before_id,
 class SearchStore:
     def __init__(self, database):
         self._database = database
+        self._trimmed_through = 0
 
     async def search(self, user_id, group_ids, query, conversation=None,
                      before_id=None, limit=20):
@@ -378,7 +418,7 @@ class SearchStore:
         query then holds none of the indexer's locks.
         """
         await self.catch_up(rounds=SEARCH_CATCH_UP_ROUNDS)
-        return await self._database.run_derived(
+        return await self._database.run_search(
             "search_messages", search_txn, user_id, list(group_ids), query,
             conversation, before_id, limit)
 
@@ -387,13 +427,23 @@ class SearchStore:
         Index up to C{batch * rounds} messages the index lacks; see
         L{catch_up_txn}.
         """
-        return await self._database.run_derived(
+        return await self._database.run_search(
             "search_catch_up", catch_up_txn, batch, rounds)
 
     async def catch_up_in_background(self, batch=INDEX_BATCH, rounds=4):
         """
-        L{catch_up} for the indexer service: on the database's background
-        connection, if it has one.
+        L{catch_up} for the indexer service: on the database's search
+        connection, if it has one (its thread yields to the message path).
         """
         return await self._database.run_background(
             "search_background_catch_up", catch_up_txn, batch, rounds)
+
+    async def trim_queue(self):
+        """
+        Delete the queue entries the index has taken (SQLite; on MySQL the
+        catch-up deletes them itself).
+        """
+        through = await self._database.run_search("search_queue_through", queue_through_txn)
+        if through is not None and through > self._trimmed_through:
+            await self._database.run_derived("search_trim_queue", trim_queue_txn, through)
+            self._trimmed_through = through

@@ -1,0 +1,4 @@
+-- chatd schema 8: nothing changes on MySQL/MariaDB. On SQLite the search
+-- index moves to a file of its own (see the SQLite migration of the same
+-- number); here the index stays in the database, written by the indexer's
+-- own connection (chatd.storage.engines.MysqlEngine.search_pool).
