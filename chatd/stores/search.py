@@ -417,7 +417,9 @@ class SearchStore:
         bounded amount), in a transaction of its own: on MySQL the search
         query then holds none of the indexer's locks.
         """
-        await self.catch_up(rounds=SEARCH_CATCH_UP_ROUNDS)
+        if await self.catch_up(rounds=SEARCH_CATCH_UP_ROUNDS):
+            # With the indexer service off, searches keep the queue short.
+            await self.trim_queue()
         return await self._database.run_search(
             "search_messages", search_txn, user_id, list(group_ids), query,
             conversation, before_id, limit)
