@@ -95,13 +95,17 @@ class SqliteEngine:
     def connection_pool(self, reactor):
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
+        return self._one_connection_pool(reactor, self.path, _SqliteConnection,
+                                         self._on_new_connection)
+
+    def _one_connection_pool(self, reactor, path, factory, on_connect):
         return adbapi.ConnectionPool(
             "sqlite3",
-            self.path,
-            **_SQLITE_CONNECT,
+            path,
+            **dict(_SQLITE_CONNECT, factory=factory),
             cp_min=1,
             cp_max=1,
-            cp_openfun=self._on_new_connection,
+            cp_openfun=on_connect,
             cp_reactor=reactor,
         )
 
@@ -137,15 +141,8 @@ class SqliteEngine:
         never waits behind the indexer's transactions, and the indexer
         takes the time the message path leaves.
         """
-        return adbapi.ConnectionPool(
-            "sqlite3",
-            self.search_path,
-            **dict(_SQLITE_CONNECT, factory=_SqliteSearchConnection),
-            cp_min=1,
-            cp_max=1,
-            cp_openfun=self._on_new_search_connection,
-            cp_reactor=reactor,
-        )
+        return self._one_connection_pool(reactor, self.search_path, _SqliteSearchConnection,
+                                         self._on_new_search_connection)
 
     def connect_search(self):
         """
