@@ -83,7 +83,10 @@ def _fill_conversation(server, sender, receiver, seconds=3):
     process.start()
     parent_end.recv()
     parent_end.send("go")
+    # The worker reports "warmed" and "measured" on the way to its stats.
     kind, stats = parent_end.recv()
+    while kind not in ("stats", "error"):
+        kind, stats = parent_end.recv()
     parent_end.send("stop")
     process.join(30)
     return stats["acked"] if kind == "stats" else 0

@@ -439,6 +439,27 @@ class EndToEndTests(SynchronousTestCase):
                     self.assertTrue(198 <= figures["sent"] <= 202, figures["sent"])
 
 
+    def test_rest(self):
+        """
+        The rest scenario signs in and reads history pages of a
+        conversation it filled first.
+        """
+        import json
+        import subprocess
+        import sys
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        output = subprocess.run(
+            [sys.executable, "-m", "bench.cli", "rest", "--servers", "sqlite",
+             "--seconds", "1", "--repeat", "1", "--json"],
+            cwd=root, capture_output=True, text=True, timeout=300, check=True).stdout
+        figures = json.loads(output)["servers"]["sqlite"]
+        self.assertGreater(figures["messages_in_conversation"], 100)
+        self.assertGreater(figures["logins_per_second"], 0)
+        self.assertGreater(figures["history_pages_per_second"], 0)
+        self.assertEqual((figures["login_failures"], figures["history_failures"]), (0, 0))
+
+
 class CallgrindTests(SynchronousTestCase):
     def test_instructions_between_zero_and_dump(self):
         """
