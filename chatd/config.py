@@ -483,6 +483,9 @@ def parse_database_url(url):
         path = url[len("sqlite:///"):]
         if not path:
             raise ConfigError(f"database URL {url!r}: no file path")
+        if path == ":memory:" or path.startswith("file:"):
+            # The search index's connection opens the database too.
+            raise ConfigError(f"database URL {url!r}: give a file path")
         return "sqlite", {"path": path}
     parts = urlsplit(url)
     if parts.scheme != "mysql":

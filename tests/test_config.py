@@ -196,5 +196,6 @@ class DatabaseUrlTests(SynchronousTestCase):
 
     def test_bad_urls(self):
         for url in ["sqlite:///", "mysql://host", "mysql:///db", "pg://x/y",
-                    "mysql://h:notaport/db"]:
+                    "mysql://h:notaport/db", "sqlite:///:memory:",
+                    "sqlite:///file:x?mode=memory"]:
             self.assertRaises(ConfigError, parse_database_url, url)

@@ -4,9 +4,16 @@ the queue trigger, edits and recalls, and searching only what a user may
 read, on the test database (SQLite, or MariaDB with CHATD_TEST_MYSQL).
 """
 
+import os
+import sqlite3
+
+from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from chatd.errors import BadRequest
+from chatd.storage import database_for
+from chatd.storage.engines import SqliteEngine
+from chatd.storage.migrations import prepare_database
 from chatd.stores.edits import EditStore
 from chatd.stores.messages import GROUP, ONE_TO_ONE, MessageStore, NewMessage
 from chatd.stores.search import SearchStore, parse_query, terms
@@ -290,3 +297,129 @@ class SearchStoreTests(TestCase):
         self.patch(self.database, "run_search", search_interleaved)
         await self.search.search(self.alice.id, [self.group.id], parse_query("lunch"))
         self.assertEqual(finished, [True])
+
+
+class SqliteSearchFileTests(TestCase):
+    """
+    SQLite's search index lives in a file of its own, built from the chat
+    database beside it.
+    """
+
+    def setUp(self):
+        if ENGINE != "sqlite":
+            raise SkipTest("MySQL keeps its index in the database")
+        self.path = os.path.join(os.path.abspath(self.mktemp()), "chatd.sqlite3")
+
+    async def _say(self, database, text):
+        [stored] = await MessageStore(database).insert_batch(
+            [NewMessage(1, None, ONE_TO_ONE, 2, 1, text)], 1000)
+        return stored.id
+
+    async def _find(self, database, text):
+        found = await SearchStore(database).search(1, [], parse_query(text))
+        return [m.id for m in found]
+
+    def _copy(self, source, target):
+        with sqlite3.connect(source) as a, sqlite3.connect(target) as b:
+            a.backup(b)
+
+    def _remove(self, path):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+
+    async def _two_users(self, database):
+        await create_user(database, "alice")
+        await create_user(database, "bob")
+
+    async def test_commits_are_durable(self):
+        """
+        The search connection commits with C{synchronous=FULL}: the queue
+        entries it takes are deleted from the chat database afterwards,
+        so after a power cut the index must still know it took them.
+        """
+        database = await self._open_empty()
+        modes = [await database.run_background("mode", lambda txn: txn.execute(
+                     "PRAGMA main.synchronous").fetchone()[0]),
+                 await database.run_search("mode", lambda txn: txn.execute(
+                     "PRAGMA main.synchronous").fetchone()[0])]
+        self.assertEqual(modes, [2, 2])
+
+    async def _open_empty(self):
+        database = database_for(SqliteEngine(self.path), reactor)
+        self.addCleanup(database.close)
+        await prepare_database(database)
+        await database.ping()
+        return database
+
+    async def test_index_of_a_recreated_database_rebuilt(self):
+        """
+        A search file left beside a chat database made anew (deleted, or
+        another one put in its place) is emptied and built again from the
+        new messages: none of the old words find them.
+        """
+        database = await self._open_empty()
+        await self._two_users(database)
+        for text in ("old words", "older words", "oldest words"):
+            await self._say(database, text)
+        self.assertTrue(await EditStore(database).edit(1, "old edit", 2000))
+        self.assertEqual(await self._find(database, "edit"), [1])
+        await database.close()
+        self._remove(self.path)
+        database = await self._open_empty()
+        await self._two_users(database)
+        fresh = await self._say(database, "fresh start")
+        self.assertEqual(fresh, 1)
+        self.assertEqual(await self._find(database, "fresh"), [fresh])
+        self.assertEqual(await self._find(database, "edit"), [])
+        self.assertEqual(await self._find(database, "words"), [])
+
+    async def test_index_ahead_of_a_restored_backup_rebuilt(self):
+        """
+        A chat database restored from a backup older than the index (the
+        index has taken messages and edits the backup does not have) gets
+        its index built again: an edit made after the restore is found.
+        """
+        database = await self._open_empty()
+        await self._two_users(database)
+        first = await self._say(database, "lunch today")
+        self.assertEqual(await self._find(database, "lunch"), [first])
+        backup = self.path + ".backup"
+        self._copy(self.path, backup)
+        later = await self._say(database, "later words")
+        self.assertTrue(await EditStore(database).edit(first, "brunch today", 2000))
+        self.assertEqual(await self._find(database, "brunch"), [first])
+        await database.close()
+        self._remove(self.path)
+        self._copy(backup, self.path)
+        database = await self._open_empty()
+        self.assertEqual(await self._find(database, "lunch"), [first])
+        self.assertEqual(await self._find(database, "brunch"), [])
+        replaced = await self._say(database, "replacement text")
+        self.assertEqual(replaced, later)
+        self.assertEqual(await self._find(database, "replacement"), [replaced])
+        self.assertEqual(await self._find(database, "later"), [])
+
+    async def test_edit_survives_a_lost_search_file_commit(self):
+        """
+        After a power cut that loses what the search file had not synced,
+        an edit whose queue entry was trimmed is still indexed: the file
+        as it was before the edit is rebuilt or catches it up, never left
+        with the old words.
+        """
+        database = await self._open_empty()
+        await self._two_users(database)
+        message = await self._say(database, "lunch today")
+        self.assertEqual(await self._find(database, "lunch"), [message])
+        engine = database.engine
+        before = self.path + ".search-before"
+        self._copy(engine.search_path, before)
+        self.assertTrue(await EditStore(database).edit(message, "dinner tonight", 2000))
+        self.assertEqual(await self._find(database, "dinner"), [message])
+        await self._say(database, "a durable commit")
+        await database.close()
+        self._remove(engine.search_path)
+        self._copy(before, engine.search_path)
+        database = await self._open_empty()
+        self.assertEqual(await self._find(database, "dinner"), [message])
+        self.assertEqual(await self._find(database, "lunch"), [])

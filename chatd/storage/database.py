@@ -107,21 +107,24 @@ class Database:
 
     async def run_background(self, description, function, *args, **kwargs):
         """
-        Like L{run_derived}, for work nobody waits for (the search
-        indexer's runs): on the engine's search connection if it has one,
-        whose thread yields the core to the message path.
+        Like L{run}, for work nobody waits for (the search indexer's
+        runs): on the engine's search connection if it has one, whose
+        thread yields the core to the message path. Its commits are
+        durable: on SQLite the queue entries it takes are deleted from the
+        chat database afterwards, so the index must not lose the mark of
+        having taken them.
         """
-        return await self._run(self._search_pool or self._pool, False, description,
+        return await self._run(self._search_pool or self._pool, True, description,
                                function, args, kwargs)
 
     async def run_search(self, description, function, *args, **kwargs):
         """
-        Like L{run_derived}, for work on the search index that someone
+        Like L{run_background}, for work on the search index that someone
         waits for (a search, and what it indexes first): on the search
         connection where the engine keeps the index there (SQLite).
         """
         pool = self._search_pool if self.engine.searches_on_search_pool else None
-        return await self._run(pool or self._pool, False, description,
+        return await self._run(pool or self._pool, True, description,
                                function, args, kwargs)
 
     async def run_writes(self, description, function, *args, **kwargs):

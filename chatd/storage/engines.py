@@ -67,9 +67,45 @@ _SQLITE_SEARCH_SCHEMA = (
     " USING fts5(terms, tokenize = 'unicode61 remove_diacritics 2')",
     "CREATE TABLE IF NOT EXISTS main.search_progress ("
     "id INTEGER PRIMARY KEY CHECK (id = 1), indexed_through INTEGER NOT NULL,"
-    " queue_through INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO main.search_progress VALUES (1, 0, 0)",
+    " queue_through INTEGER NOT NULL, chat_database TEXT)",
+    "INSERT OR IGNORE INTO main.search_progress VALUES (1, 0, 0, NULL)",
 )
+
+
+def _search_file_matches(connection):
+    """
+    Whether the search file was built from the attached chat database as
+    it is: the same database (its identity), not ahead of it (a restored
+    backup is behind the index built from its later self), and not behind
+    the queue entries deleted as taken (a search file put back from a
+    copy would never index them).
+    """
+    [identity] = connection.execute("SELECT token FROM chat.database_identity").fetchone()
+    [trimmed] = connection.execute("SELECT through FROM chat.search_queue_trimmed").fetchone()
+    indexed, queued, built_from = connection.execute(
+        "SELECT indexed_through, queue_through, chat_database"
+        " FROM main.search_progress").fetchone()
+    sequences = dict(connection.execute(
+        "SELECT name, seq FROM chat.sqlite_sequence"
+        " WHERE name IN ('messages', 'search_pending')").fetchall())
+    return (built_from == identity and indexed <= sequences.get("messages", 0)
+            and trimmed <= queued <= sequences.get("search_pending", 0))
+
+
+def _match_search_file(connection):
+    """
+    Empty a search file built from another database, or from a later
+    state of this one, and mark it as this database's: the indexer then
+    builds it again from the messages.
+    """
+    if _search_file_matches(connection):
+        return
+    [identity] = connection.execute("SELECT token FROM chat.database_identity").fetchone()
+    connection.execute("BEGIN")
+    connection.execute("DELETE FROM main.message_search")
+    connection.execute("UPDATE main.search_progress SET indexed_through = 0,"
+                       " queue_through = 0, chat_database = ?", (identity,))
+    connection.execute("COMMIT")
 
 
 class SqliteEngine:
@@ -163,6 +199,7 @@ class SqliteEngine:
         connection.execute("ATTACH DATABASE ? AS chat", (self.path,))
         for statement in _SQLITE_SEARCH_SCHEMA:
             connection.execute(statement)
+        _match_search_file(connection)
 
     def _on_new_connection(self, connection):
         connection.execute("PRAGMA journal_mode=WAL")

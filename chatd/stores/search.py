@@ -229,6 +229,8 @@ def trim_queue_txn(txn, through):
     C{through}, read from the index's file by L{queue_through_txn}).
     """
     txn.execute("DELETE FROM search_pending WHERE seq <= ?", (through,))
+    txn.execute("UPDATE search_queue_trimmed SET through = ? WHERE through < ?",
+                (through, through))
 
 
 def queue_through_txn(txn):

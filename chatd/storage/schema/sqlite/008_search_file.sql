@@ -7,7 +7,11 @@
 -- recalled and deleted messages stays here, appended to in the same
 -- transactions as those changes; the indexer reads it past the last entry
 -- it indexed (kept in the search file) and does not write here, and the
--- indexer service deletes what it has read (chatd.stores.search).
+-- indexer service deletes what it has read (chatd.stores.search). The
+-- database's identity lets a search file tell whether it was built from
+-- this database (a recreated one gets a new identity), and the last queue
+-- entry deleted whether the file has lost entries it had taken (a search
+-- file put back from a copy).
 DROP TRIGGER messages_search_forget;
 
 DROP TABLE message_search;
@@ -22,3 +26,17 @@ CREATE TABLE search_pending (
 );
 
 CREATE TRIGGER messages_search_forget AFTER DELETE ON messages BEGIN INSERT INTO search_pending (message_id) VALUES (old.id); END;
+
+CREATE TABLE database_identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    token TEXT NOT NULL
+);
+
+INSERT INTO database_identity (id, token) VALUES (1, lower(hex(randomblob(16))));
+
+CREATE TABLE search_queue_trimmed (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    through INTEGER NOT NULL
+);
+
+INSERT INTO search_queue_trimmed (id, through) VALUES (1, 0);
