@@ -14,6 +14,7 @@ receiver in any process can tell latency, loss, duplicates and reordering
 """
 
 import itertools
+import math
 import os
 import time
 from collections import defaultdict
@@ -72,7 +73,8 @@ class Worker:
         self._next_seq = defaultdict(int)
         self._last_seen = {}
         self._sending = False
-        self._window_start_ns = 0
+        # Nothing counts until the warm-up is over (L{_begin_window}).
+        self._window_start_ns = math.inf
         self._cpu_at_window_start = 0.0
 
     async def run(self):
@@ -141,7 +143,8 @@ class Worker:
         frame.__setattr__("from", spec["uuid"])
         self._in_flight[client_id] = (spec, now)
         spec["in_flight"] = spec.get("in_flight", 0) + 1
-        self.stats.sent += 1
+        if now >= self._window_start_ns:
+            self.stats.sent += 1
         spec["protocol"].send(frame.SerializeToString())
 
     async def _run_scenario(self):
@@ -182,9 +185,6 @@ class Worker:
         """
         self._window_start_ns = time.monotonic_ns()
         self._cpu_at_window_start = _cpu_seconds()
-        self.stats.sent = self.stats.acked = 0
-        self.stats.ack_latency_us.clear()
-        self.stats.delivery_latency_us.clear()
         self.stats.errors.clear()
 
     def _start_rate(self, senders):

@@ -72,8 +72,9 @@ class DatabaseService(Service):
     async def _prepare(self):
         log.info("Opening {what}", what=self.database.engine.describe())
         version = await prepare_database(self.database)
-        # Connect the message writer now: left to the first message, a new
-        # MariaDB connection (20-100 ms) held up every message behind it.
+        # Connect every pool now (the message writer's, the search
+        # index's): left to the first message, a new MariaDB connection
+        # (20-100 ms) held up every message behind it.
         await self.database.ping()
         log.info("Database at schema version {version}", version=version)
 

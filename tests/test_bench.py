@@ -439,6 +439,35 @@ class EndToEndTests(SynchronousTestCase):
                     self.assertTrue(198 <= figures["sent"] <= 202, figures["sent"])
 
 
+    def test_group_and_conns(self):
+        """
+        A group of five, two senders: every message reaches the other four
+        members once, in order; and idle connections are counted with the
+        server's memory.
+        """
+        import json
+        import subprocess
+        import sys
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+        def run(*args):
+            output = subprocess.run(
+                [sys.executable, "-m", "bench.cli", *args, "--servers", "sqlite,baseline",
+                 "--repeat", "1", "--json"],
+                cwd=root, capture_output=True, text=True, timeout=300, check=True).stdout
+            return json.loads(output)["servers"]
+
+        for server, figures in run("group", "--members", "5", "--senders", "2",
+                                   "--window", "2", "--seconds", "1").items():
+            self.assertGreater(figures["acked"], 0, server)
+            self.assertEqual(figures["delivered"], 4 * figures["acked"], server)
+            self.assertEqual((figures["lost"], figures["duplicates"], figures["reordered"]),
+                             (0, 0, 0), server)
+        for server, figures in run("conns", "--count", "50").items():
+            self.assertEqual(figures["connections"], 50, server)
+            self.assertGreater(figures["rss_mb_per_1000"], 0, server)
+
     def test_rest(self):
         """
         The rest scenario signs in and reads history pages of a

@@ -9,6 +9,7 @@ transactions, and tells which errors are worth retrying.
 import functools
 import os
 import sqlite3
+import threading
 
 from twisted.enterprise import adbapi
 
@@ -27,8 +28,6 @@ def lower_thread_priority():
     Lower the calling thread's CPU priority to L{BACKGROUND_NICE} (Linux
     sets it per thread); elsewhere, or if refused, leave it.
     """
-    import threading
-
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
     except (OSError, AttributeError):
@@ -72,15 +71,14 @@ _SQLITE_SEARCH_SCHEMA = (
 )
 
 
-def _search_file_matches(connection):
+def _search_file_matches(connection, identity):
     """
-    Whether the search file was built from the attached chat database as
-    it is: the same database (its identity), not ahead of it (a restored
-    backup is behind the index built from its later self), and not behind
-    the queue entries deleted as taken (a search file put back from a
-    copy would never index them).
+    Whether the search file was built from the attached chat database (of
+    C{identity}) as it is: not ahead of it (a restored backup is behind
+    the index built from its later self), and not behind the queue entries
+    deleted as taken (a search file put back from a copy would never index
+    them).
     """
-    [identity] = connection.execute("SELECT token FROM chat.database_identity").fetchone()
     [trimmed] = connection.execute("SELECT through FROM chat.search_queue_trimmed").fetchone()
     indexed, queued, built_from = connection.execute(
         "SELECT indexed_through, queue_through, chat_database"
@@ -94,13 +92,13 @@ def _search_file_matches(connection):
 
 def _match_search_file(connection):
     """
-    Empty a search file built from another database, or from a later
+    Empty a search file built from another database, or from another
     state of this one, and mark it as this database's: the indexer then
     builds it again from the messages.
     """
-    if _search_file_matches(connection):
-        return
     [identity] = connection.execute("SELECT token FROM chat.database_identity").fetchone()
+    if _search_file_matches(connection, identity):
+        return
     connection.execute("BEGIN")
     connection.execute("DELETE FROM main.message_search")
     connection.execute("UPDATE main.search_progress SET indexed_through = 0,"

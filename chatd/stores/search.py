@@ -207,8 +207,7 @@ def _index_queued_txn(txn, batch):
 def _index_queued_sqlite_txn(txn, batch):
     # The queue entries past the last one taken, each indexed from the
     # message as it is now (a message queued twice, once).
-    txn.execute("SELECT queue_through FROM search_progress WHERE id = 1")
-    through = int(txn.fetchone()[0])
+    through = queue_through_txn(txn)
     txn.execute(
         "SELECT p.seq, p.message_id, m.content, m.recalled_at"
         " FROM search_pending p LEFT JOIN messages m ON m.id = p.message_id"
@@ -235,11 +234,9 @@ def trim_queue_txn(txn, through):
 
 def queue_through_txn(txn):
     """
-    On SQLite, the last queue entry the index has taken; None on MySQL,
-    whose catch-up deletes what it takes.
+    On SQLite, the last queue entry the index has taken (MySQL's catch-up
+    deletes what it takes instead).
     """
-    if txn.engine.name != "sqlite":
-        return None
     txn.execute("SELECT queue_through FROM search_progress WHERE id = 1")
     return int(txn.fetchone()[0])
 
@@ -447,7 +444,9 @@ class SearchStore:
         Delete the queue entries the index has taken (SQLite; on MySQL the
         catch-up deletes them itself).
         """
+        if self._database.engine.name != "sqlite":
+            return
         through = await self._database.run_search("search_queue_through", queue_through_txn)
-        if through is not None and through > self._trimmed_through:
+        if through > self._trimmed_through:
             await self._database.run_derived("search_trim_queue", trim_queue_txn, through)
             self._trimmed_through = through
