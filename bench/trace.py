@@ -8,6 +8,9 @@ few timings recorded, on CLOCK_MONOTONIC like the generator's:
     out (stored, or failed);
   - each transaction the database runs (L{Database._run}: description,
     start, seconds, including its wait for a pooled connection);
+  - each transaction's three phases, by the function it runs: waiting
+    for its pool's thread, in that thread (its statements and commit),
+    and waiting for the event loop to take its result;
   - each garbage collection (generation, seconds), which holds every
     thread.
 
@@ -29,6 +32,9 @@ def install(record):
     """
     Hook chatd's writer, database and the collector to fill C{record}.
     """
+    from twisted.enterprise.adbapi import ConnectionPool
+    from twisted.internet.threads import deferToThreadPool
+
     from chatd.batching import BatchWriter
     from chatd.storage.database import Database
 
@@ -52,6 +58,27 @@ def install(record):
         finally:
             record["transactions"].append((started, _now() - started, description))
 
+    def phased_interaction(self, interaction, *args, **kwargs):
+        # ConnectionPool.runInteraction, with the time each phase begins.
+        # Database._run passes the function run in the transaction fourth.
+        times = [_now()]
+
+        def in_thread():
+            times.append(_now())
+            try:
+                return self._runInteraction(interaction, *args, **kwargs)
+            finally:
+                times.append(_now())
+
+        def back(result):
+            started, entered, left = times
+            record["phases"].append((started, entered - started, left - entered,
+                                     _now() - left, args[3].__name__))
+            return result
+
+        d = deferToThreadPool(self._reactor, self.threadpool, in_thread)
+        return d.addBoth(back)
+
     collection = {}
 
     def collected(phase, info):
@@ -63,6 +90,7 @@ def install(record):
 
     BatchWriter.submit = timed_submit
     Database._run = timed_run
+    ConnectionPool.runInteraction = phased_interaction
     gc.callbacks.append(collected)
 
 
@@ -71,7 +99,7 @@ def main(argv):
     from twisted.scripts.twistd import run
 
     output, twistd_args = argv[0], argv[1:]
-    record = {"messages": [], "transactions": [], "collections": []}
+    record = {"messages": [], "transactions": [], "phases": [], "collections": []}
     install(record)
 
     def write():
@@ -109,11 +137,18 @@ def summarise(path, start, end):
     by_description = {}
     for _, seconds, description in within(record["transactions"]):
         by_description.setdefault(description, []).append(seconds)
+    phases = {}
+    for _, *seconds, function in within(record.get("phases", [])):
+        phases.setdefault(function, []).append(seconds)
     collections = within(record["collections"])
     return {
         "message_stored_ms": _quantiles([seconds for _, seconds in within(record["messages"])]),
         "transactions": {description: _quantiles(seconds)
                          for description, seconds in sorted(by_description.items())},
+        "phases": {
+            function: {phase: _quantiles([s[i] for s in seconds])
+                       for i, phase in enumerate(("to_thread", "in_thread", "to_loop"))}
+            for function, seconds in sorted(phases.items())},
         "collections": {
             str(generation): _quantiles([s for _, s, g in collections if g == generation])
             for generation in sorted({g for _, _, g in collections})},

@@ -8,7 +8,7 @@ import struct
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from bench import profile
 from bench.cli import _count_covered, _median_report, _percentile, wait_until_idle
@@ -177,6 +177,8 @@ class TraceTests(SynchronousTestCase):
         """
         import gc
 
+        from twisted.enterprise.adbapi import ConnectionPool
+
         from bench import trace
         from chatd.batching import BatchWriter
         from chatd.storage.database import Database
@@ -184,9 +186,10 @@ class TraceTests(SynchronousTestCase):
 
         self.patch(BatchWriter, "submit", BatchWriter.submit)
         self.patch(Database, "_run", Database._run)
+        self.patch(ConnectionPool, "runInteraction", ConnectionPool.runInteraction)
         callbacks = list(gc.callbacks)
         self.addCleanup(gc.callbacks.__setitem__, slice(None), callbacks)
-        record = {"messages": [], "transactions": [], "collections": []}
+        record = {"messages": [], "transactions": [], "phases": [], "collections": []}
         trace.install(record)
         store = FakeStore()
         writer = BatchWriter(store, Clock())
@@ -211,12 +214,45 @@ class TraceTests(SynchronousTestCase):
             json.dump({"messages": [[0.5, 0.1], [1.5, 0.002], [2.5, 0.3]],
                        "transactions": [[1.2, 0.001, "insert_messages"],
                                         [3.0, 0.5, "insert_messages"]],
+                       "phases": [[1.3, 0.0001, 0.0005, 0.0002, "insert_batch_txn"],
+                                  [2.2, 0.1, 0.1, 0.1, "insert_batch_txn"]],
                        "collections": [[1.1, 0.004, 2], [0.2, 1.0, 2]]}, f)
         summary = trace.summarise(path, 1.0, 2.0)
         self.assertEqual(summary["message_stored_ms"],
                          {"count": 1, "p50_ms": 2.0, "p99_ms": 2.0, "max_ms": 2.0})
         self.assertEqual(summary["transactions"]["insert_messages"]["count"], 1)
         self.assertEqual(summary["collections"]["2"]["max_ms"], 4.0)
+        phases = summary["phases"]["insert_batch_txn"]
+        self.assertEqual([phases[p]["max_ms"] for p in ("to_thread", "in_thread", "to_loop")],
+                         [0.1, 0.5, 0.2])
+
+
+class TracePhaseTests(TestCase):
+    async def test_install_records_transaction_phases(self):
+        """
+        Each transaction's time is split into waiting for the pool's thread,
+        running in it, and waiting for the event loop, under the name of
+        the function the transaction ran.
+        """
+        from twisted.enterprise.adbapi import ConnectionPool
+
+        from bench import trace
+        from chatd.storage.database import Database, _ping_txn
+        from tests.helpers import make_database
+
+        self.patch(Database, "_run", Database._run)
+        self.patch(ConnectionPool, "runInteraction", ConnectionPool.runInteraction)
+        record = {"messages": [], "transactions": [], "phases": [], "collections": []}
+        trace.install(record)
+        database = make_database(self)
+        await database.run("ping", _ping_txn)
+        [(started, to_thread, in_thread, to_loop, function)] = record["phases"]
+        [(txn_started, seconds, description)] = record["transactions"]
+        self.assertEqual((function, description), ("_ping_txn", "ping"))
+        self.assertGreaterEqual(started, txn_started)
+        for phase in (to_thread, in_thread, to_loop):
+            self.assertGreaterEqual(phase, 0)
+        self.assertLessEqual(to_thread + in_thread + to_loop, seconds)
 
 
 class ProfileSummaryTests(SynchronousTestCase):
