@@ -337,7 +337,7 @@ class _FakePool:
         self.calls = 0
         self.closed = False
 
-    def runInteraction(self, interaction, *args):
+    def runInteraction(self, interaction, *args, **kwargs):
         self.calls += 1
         if self.errors:
             return fail(self.errors.pop(0))

@@ -129,17 +129,18 @@ class Database:
 
     async def run_writes(self, description, function, *args, **kwargs):
         """
-        Like L{run}, but on the engine's writer connection if it has one,
-        where each statement commits by itself (MySQL: autocommit, so a
-        single-statement write costs one round trip). C{function} must
-        leave the data consistent after each of its statements, and be
-        safe to run again after a lost connection.
+        Like L{run}, but with no transaction: each statement commits by
+        itself, durably, on the engine's writer connection if it has one
+        (MySQL: autocommit, so a single-statement write costs one round
+        trip; SQLite: no C{BEGIN} and C{COMMIT} around it). C{function}
+        must leave the data consistent after each of its statements, and
+        be safe to run again after a lost connection.
         """
         return await self._run(self._writer_pool or self._pool, True, description,
-                               function, args, kwargs)
+                               function, args, kwargs, transaction=False)
 
     async def _run(self, pool, durable, description, function, args, kwargs,
-                   consistent=False):
+                   consistent=False, transaction=True):
         if self._closed:
             raise RuntimeError(f"database closed; cannot run {description}")
         self._in_flight += 1
@@ -148,7 +149,7 @@ class Database:
                 try:
                     return await pool.runInteraction(
                         self._transaction, durable, consistent, attempt > 0, function,
-                        args, kwargs)
+                        args, kwargs, transaction=transaction)
                 except Exception as error:
                     if attempt == self._retries or not self.engine.is_retryable(error):
                         raise
@@ -162,8 +163,12 @@ class Database:
                 for waiter in waiters:
                     waiter.callback(None)
 
-    def _transaction(self, cursor, durable, consistent, retry, function, args, kwargs):
-        self.engine.begin(cursor, durable, consistent)
+    def _transaction(self, cursor, durable, consistent, retry, function, args, kwargs,
+                     transaction=True):
+        if transaction:
+            self.engine.begin(cursor, durable, consistent)
+        else:
+            self.engine.self_commit(cursor)
         return function(Transaction(self.engine, cursor, retry), *args, **kwargs)
 
     def wait_idle(self):

@@ -212,11 +212,23 @@ class SqliteEngine:
         commit's sync of the log covers it too. Every transaction reads
         one snapshot, C{consistent} or not.
         """
+        self._set_durable(cursor, durable)
+        cursor.execute(cursor.connection.begin_statement)
+
+    def self_commit(self, cursor):
+        """
+        Open no transaction: each statement commits by itself, durably
+        (the connection has no implicit C{BEGIN}), and costs no C{BEGIN}
+        or C{COMMIT} statement of its own.
+        """
+        self._set_durable(cursor, True)
+
+    @staticmethod
+    def _set_durable(cursor, durable):
         connection = cursor.connection
         if durable != connection.durable:
             cursor.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
             connection.durable = durable
-        cursor.execute(connection.begin_statement)
 
     def convert(self, sql):
         return sql
@@ -348,6 +360,12 @@ class MysqlEngine:
         """
         if consistent:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+    def self_commit(self, cursor):
+        """
+        Nothing to do: only the writer's autocommit connection runs work
+        that opens no transaction (L{writer_pool}).
+        """
 
     @staticmethod
     @functools.lru_cache(maxsize=1024)
