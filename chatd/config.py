@@ -130,6 +130,12 @@ class DatabaseConfig:
         3, "Times a transaction is retried after a deadlock or lost connection.",
         _not_negative,
     )
+    checkpoint_interval: float = _setting(
+        0.05, "SQLite: seconds between copies of the write-ahead log into the"
+        " database file made on a background connection, so that storing"
+        " messages does not wait for them (0: the connection that stores"
+        " messages makes them all).", _not_negative,
+    )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ database they use.
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from chatd.storage.migrations import prepare_database
@@ -58,12 +59,20 @@ class SequentialService(MultiService):
 
 class DatabaseService(Service):
     """
-    Owns the L{Database}: migrates it on start, closes it on stop once the
+    Owns the L{Database}: migrates it on start, checkpoints its log every
+    C{checkpoint_interval} seconds where the engine does so in the
+    background (L{Database.checkpoint}), and closes it on stop once the
     work in flight is done.
+
+    @param clock: an L{IReactorTime}, for the checkpoints.
     """
 
-    def __init__(self, database):
+    _checkpoints = None
+
+    def __init__(self, database, clock=None, checkpoint_interval=0):
         self.database = database
+        self._clock = clock
+        self._checkpoint_interval = checkpoint_interval
 
     def startService(self):
         super().startService()
@@ -77,9 +86,22 @@ class DatabaseService(Service):
         # (20-100 ms) held up every message behind it.
         await self.database.ping()
         log.info("Database at schema version {version}", version=version)
+        if self._checkpoint_interval and self.database.engine.background_checkpoints:
+            self._checkpoints = LoopingCall(self._checkpoint)
+            self._checkpoints.clock = self._clock
+            self._checkpoints.start(self._checkpoint_interval, now=False)
+
+    async def _checkpoint(self):
+        try:
+            await self.database.checkpoint()
+        except Exception:
+            # The writer's own checkpoints still bound the log.
+            log.failure("Checkpointing the database failed")
 
     def stopService(self):
         super().stopService()
+        if self._checkpoints is not None and self._checkpoints.running:
+            self._checkpoints.stop()
         return Deferred.fromCoroutine(self.database.close())
 
 

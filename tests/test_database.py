@@ -9,6 +9,7 @@ import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from chatd.service import DatabaseService
@@ -324,6 +325,123 @@ class SearchConnectionTests(TestCase):
         thread.join()
         self.assertEqual(seen, [BACKGROUND_NICE])
         self.assertEqual(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), 0)
+
+
+class CheckpointTests(TestCase):
+    """
+    SQLite's log is copied into the database file on the search
+    connection (L{Database.checkpoint}), every so often
+    (L{DatabaseService}).
+    """
+
+    async def checkpointed_database(self):
+        if ENGINE != "sqlite":
+            raise SkipTest("MySQL has no log of SQLite's kind to checkpoint")
+        from chatd.storage import database_for
+        from chatd.storage.migrations import prepare_database
+
+        path = os.path.join(self.mktemp(), "chat.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        database = database_for(SqliteEngine(path, background_checkpoints=True), reactor)
+        self.addCleanup(database.close)
+        await prepare_database(database)
+        return database
+
+    async def test_checkpoint_copies_the_log(self):
+        """
+        A checkpoint copies every page the log holds; with nothing run on
+        the main connection since, the next does nothing.
+        """
+        database = await self.checkpointed_database()
+        await database.run("insert", _insert_user_txn, "u-1", "one")
+        logged, copied = await database.checkpoint()
+        self.assertGreater(logged, 0)
+        self.assertEqual(copied, logged)
+        self.assertIsNone(await database.checkpoint())
+        await database.run("count", _count_txn, "users")
+        self.assertIsNotNone(await database.checkpoint())
+
+    async def test_checkpoint_does_not_wait_for_the_writer(self):
+        """
+        A checkpoint neither waits for nor blocks a write transaction in
+        progress on another connection: it copies what was committed.
+        """
+        database = await self.checkpointed_database()
+        await database.run("insert", _insert_user_txn, "u-1", "one")
+        writer = sqlite3.connect(database.engine.path, timeout=0, isolation_level=None)
+        self.addCleanup(writer.close)
+        writer.execute("BEGIN IMMEDIATE")
+        _insert_user_txn(writer.cursor(), "u-2", "two")
+        logged, copied = await Deferred.fromCoroutine(database.checkpoint()).addTimeout(
+            5, reactor)
+        self.assertEqual(copied, logged)
+        writer.execute("COMMIT")
+        self.assertEqual(await database.run("count", _count_txn, "users"), 2)
+
+    def test_writer_checkpoints_seldom_with_background_checkpoints(self):
+        """
+        The connection that stores messages checkpoints the log itself
+        every 1,000 pages, or every 4,000 when checkpoints are made in
+        the background.
+        """
+        path = os.path.join(self.mktemp(), "chat.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        for background, pages in ((False, 1000), (True, 4000)):
+            connection = SqliteEngine(path, background).connect()
+            self.addCleanup(connection.close)
+            self.assertEqual(connection.execute("PRAGMA wal_autocheckpoint").fetchone(),
+                             (pages,))
+
+    async def test_not_on_mysql(self):
+        """
+        MySQL checkpoints its own redo log: there is nothing to do.
+        """
+        if ENGINE != "mysql":
+            raise SkipTest("MySQL only")
+        database = await migrated_database(self)
+        await database.run("count", _count_txn, "users")
+        self.assertIsNone(await database.checkpoint())
+
+    async def test_service_checkpoints_every_interval(self):
+        """
+        Once the database is prepared, the service checkpoints it every
+        interval until it stops; a failed checkpoint is logged and the
+        next one still comes.
+        """
+        database = await self.checkpointed_database()
+        clock = Clock()
+        calls = []
+
+        def checkpoint():
+            calls.append(clock.seconds())
+            if len(calls) == 2:
+                return fail(RuntimeError("disk on fire"))
+            return succeed(None)
+
+        self.patch(database, "checkpoint", checkpoint)
+        service = DatabaseService(database, clock, checkpoint_interval=0.05)
+        await service.startService()
+        clock.advance(0.05)
+        clock.advance(0.05)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        clock.advance(0.05)
+        self.assertEqual(calls, [0.05, 0.1, 0.15000000000000002])
+        await service.stopService()
+        clock.advance(1)
+        self.assertEqual(len(calls), 3)
+
+    async def test_service_without_interval(self):
+        """
+        An interval of 0 leaves checkpoints to SQLite's automatic ones.
+        """
+        database = await self.checkpointed_database()
+        clock = Clock()
+        self.patch(database, "checkpoint", lambda: self.fail("checkpointed"))
+        service = DatabaseService(database, clock, checkpoint_interval=0)
+        await service.startService()
+        clock.advance(1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        await service.stopService()
 
 
 class _FakePool:

@@ -77,6 +77,8 @@ class Database:
         self._in_flight = 0
         self._idle_waiters = []
         self._closed = False
+        self._main_runs = 0
+        self._checkpointed_runs = 0
 
     async def run(self, description, function, *args, **kwargs):
         """
@@ -143,6 +145,8 @@ class Database:
                    consistent=False, transaction=True):
         if self._closed:
             raise RuntimeError(f"database closed; cannot run {description}")
+        if pool is self._pool:
+            self._main_runs += 1
         self._in_flight += 1
         try:
             for attempt in range(self._retries + 1):
@@ -162,6 +166,23 @@ class Database:
                 waiters, self._idle_waiters = self._idle_waiters, []
                 for waiter in waiters:
                     waiter.callback(None)
+
+    async def checkpoint(self):
+        """
+        Where the engine checkpoints its log in the background (SQLite,
+        see L{chatd.storage.engines.SqliteEngine}), do so on the search connection, unless
+        nothing ran on the main connection since the last time.
+
+        @return: the engine's figures (pages in the log, pages copied), or
+            None if there was nothing to do.
+        """
+        if not self.engine.background_checkpoints or self._search_pool is None:
+            return None
+        if self._main_runs == self._checkpointed_runs:
+            return None
+        self._checkpointed_runs = self._main_runs
+        return await self._run(self._search_pool, True, "checkpoint",
+                               self.engine.checkpoint_txn, (), {}, transaction=False)
 
     def _transaction(self, cursor, durable, consistent, retry, function, args, kwargs,
                      transaction=True):

@@ -106,10 +106,25 @@ def _match_search_file(connection):
     connection.execute("COMMIT")
 
 
+# Pages the write-ahead log holds before the connection that stores
+# messages copies them into the database file itself: SQLite's automatic
+# checkpoint, at its default, and with background checkpoints (see
+# SqliteEngine), which leave it only what they have not copied yet.
+WRITER_CHECKPOINT_PAGES = 1000
+BACKGROUND_WRITER_CHECKPOINT_PAGES = 4000
+
+
 class SqliteEngine:
     """
     The embedded default: one connection, WAL journal, foreign keys on;
     the search index in a file of its own, with a connection of its own.
+
+    @param background_checkpoints: whether someone calls L{checkpoint_txn}
+        on the search connection now and then. The connection that stores
+        messages then copies the log into the database file only when it
+        holds L{BACKGROUND_WRITER_CHECKPOINT_PAGES} (for the few pages
+        left, which also starts the log over); otherwise it does so every
+        L{WRITER_CHECKPOINT_PAGES}, holding up the messages behind it.
     """
 
     name = "sqlite"
@@ -119,9 +134,10 @@ class SqliteEngine:
     # as write transactions run one at a time.
     for_update = ""
 
-    def __init__(self, path):
+    def __init__(self, path, background_checkpoints=False):
         self.path = path
         self.module = sqlite3
+        self.background_checkpoints = background_checkpoints
 
     def describe(self):
         return f"SQLite database {self.path}"
@@ -130,7 +146,7 @@ class SqliteEngine:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         return self._one_connection_pool(reactor, self.path, _SqliteConnection,
-                                         self._on_new_connection)
+                                         self._on_new_main_connection)
 
     def _one_connection_pool(self, reactor, path, factory, on_connect):
         return adbapi.ConnectionPool(
@@ -148,7 +164,7 @@ class SqliteEngine:
         A connection set up as the pool's are, for synchronous tools.
         """
         connection = sqlite3.connect(self.path, **_SQLITE_CONNECT)
-        self._on_new_connection(connection)
+        self._on_new_main_connection(connection)
         return connection
 
     @property
@@ -199,10 +215,30 @@ class SqliteEngine:
             connection.execute(statement)
         _match_search_file(connection)
 
+    def _on_new_main_connection(self, connection):
+        self._on_new_connection(connection)
+        pages = (BACKGROUND_WRITER_CHECKPOINT_PAGES if self.background_checkpoints
+                 else WRITER_CHECKPOINT_PAGES)
+        connection.execute(f"PRAGMA wal_autocheckpoint={pages}")
+
     def _on_new_connection(self, connection):
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA synchronous=FULL")
+
+    @staticmethod
+    def checkpoint_txn(txn):
+        """
+        On the search connection, outside a transaction: copy what the
+        chat database's log holds into its file, as far as readers allow,
+        without waiting for or holding up its writer (C{PASSIVE}). Its
+        syncs are this connection's, not the writer's.
+
+        @return: the pages in the log, and how many of them are copied.
+        """
+        txn.execute("PRAGMA chat.wal_checkpoint(PASSIVE)")
+        _, logged, copied = txn.fetchone()
+        return logged, copied
 
     def begin(self, cursor, durable=True, consistent=False):
         """
@@ -273,6 +309,7 @@ class MysqlEngine:
     name = "mysql"
     for_update = " FOR UPDATE"
     searches_on_search_pool = False
+    background_checkpoints = False
 
     def __init__(self, host, port, user, password, database, pool_size=5):
         import pymysql
@@ -421,13 +458,17 @@ class MysqlEngine:
         return self._code(error) == 1062
 
 
-def create_engine(kind, parameters, password="", pool_size=5):
+def create_engine(kind, parameters, password="", pool_size=5,
+                  background_checkpoints=False):
     """
     Make the engine for a parsed database URL (see
     L{chatd.config.parse_database_url}).
+
+    @param background_checkpoints: whether a SQLite database's log is
+        checkpointed in the background (see L{SqliteEngine}).
     """
     if kind == "sqlite":
-        return SqliteEngine(parameters["path"])
+        return SqliteEngine(parameters["path"], background_checkpoints)
     return MysqlEngine(
         host=parameters["host"],
         port=parameters["port"],
