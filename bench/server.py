@@ -186,23 +186,15 @@ class Server:
         return process_rss(self.process.pid)
 
     def cpu_seconds(self):
-        return sum(self.cpu_split()[:2])
+        return sum(process_cpu_split(self.process.pid))
 
     def cpu_split(self):
         """
         The server's CPU seconds so far: (user, kernel, event loop), the
-        event loop being its main thread (the rest, its database threads
-        and its child processes: chatd's search indexer).
+        event loop being its main thread (the rest, its database threads).
         """
         pid = self.process.pid
-        user, kernel = process_cpu_split(pid, children=True)
-        for child in child_pids(pid):
-            try:
-                child_user, child_kernel = process_cpu_split(child, children=True)
-            except OSError:
-                continue  # It has just exited.
-            user += child_user
-            kernel += child_kernel
+        user, kernel = process_cpu_split(pid)
         return user, kernel, sum(process_cpu_split(pid, pid))
 
 
@@ -214,35 +206,17 @@ def process_rss(pid):
     return 0
 
 
-def process_cpu_split(pid, tid=None, children=False):
+def process_cpu_split(pid, tid=None):
     """
     The CPU seconds process C{pid} (or its thread C{tid}) spent in user
-    space and in the kernel; with C{children}, its children's that have
-    exited and been waited for too.
+    space and in the kernel.
     """
     path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    # utime, stime, cutime and cstime are fields 14 to 17 of the whole line.
+    # utime and stime are fields 14 and 15 of the whole line.
     tick = os.sysconf("SC_CLK_TCK")
-    user, kernel = int(fields[11]), int(fields[12])
-    if children:
-        user, kernel = user + int(fields[13]), kernel + int(fields[14])
-    return user / tick, kernel / tick
-
-
-def child_pids(pid):
-    """
-    The processes C{pid} started that are running (or not yet waited for).
-    """
-    pids = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                pids.extend(int(child) for child in f.read().split())
-        except OSError:
-            continue
-    return pids
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def recreate_mysql_database(url):

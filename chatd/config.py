@@ -335,11 +335,6 @@ class MessagesConfig:
         2.0, "Seconds between runs of the search indexer (0: index only when"
         " someone searches).", _not_negative
     )
-    search_index_process: bool = _setting(
-        True, "Run the search indexer in a process of its own, at a lower"
-        " priority (false: in a thread of the daemon's, where its work"
-        " holds up the message path's)."
-    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from twisted.python import usage
 from chatd import __version__
 from chatd.config import ConfigError, load_config, override, parse_database_url
 from chatd.indexer import SearchIndexer
-from chatd.indexer_process import IndexerProcess, indexer_settings
 from chatd.parts import build_parts
 from chatd.service import DatabaseService, ListeningService, SequentialService
 from chatd.storage import open_database
@@ -92,13 +91,9 @@ def build_service(config, reactor, on_start_failure=None):
     DatabaseService(database, reactor, config.database.checkpoint_interval
                     ).setServiceParent(root_service)
     realtime = build_realtime(config, database, reactor, parts)
-    if config.messages.search_index_process and config.messages.search_index_interval:
-        indexer = IndexerProcess(indexer_settings(config), reactor)
-    else:
-        indexer = SearchIndexer(SearchStore(database), reactor,
-                                config.messages.search_index_interval,
-                                writer=realtime.writer)
-    indexer.setServiceParent(root_service)
+    SearchIndexer(SearchStore(database), reactor,
+                  config.messages.search_index_interval,
+                  writer=realtime.writer).setServiceParent(root_service)
     realtime.writer.setServiceParent(root_service)
     realtime.hub.setServiceParent(root_service)
     realtime.keepalive.setServiceParent(root_service)

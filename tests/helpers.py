@@ -137,9 +137,6 @@ def test_config(testcase, **changes):
         "server_data_dir": data_dir,
         "server_listen": ["tcp:0:interface=127.0.0.1"],
         "database_url": database_url(testcase),
-        # A process per test server would cost each test its start-up;
-        # tests of the indexer's process ask for it.
-        "messages_search_index_process": False,
     }
     base.update(changes)
     return override(Config(), source="test", **base)

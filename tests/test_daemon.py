@@ -371,23 +371,15 @@ class SystemdUnitTests(SynchronousTestCase):
     def test_system_call_filter_lets_priorities_be_lowered(self):
         """
         The filter refuses @resources, which holds setpriority, but gives
-        that back (the search indexer lowers its own priority), and a
-        refused call fails instead of killing chatd (systemd's default).
-        Filters apply in order: the last one adds setpriority back.
+        that back (the search connection's thread lowers its own
+        priority), and a refused call fails instead of killing chatd
+        (systemd's default). Filters apply in order: the last one adds
+        setpriority back.
         """
         unit = self.directives()
         self.assertEqual(unit["SystemCallFilter"],
                          ["@system-service", "~@privileged @resources", "setpriority"])
         self.assertEqual(unit["SystemCallErrorNumber"], ["EPERM"])
-
-    def test_stop_reaches_twistd_first(self):
-        """
-        Only twistd gets the stop signal; it stops the indexer process
-        itself, and what is left at the timeout is killed.
-        """
-        unit = self.directives()
-        self.assertEqual(unit["KillMode"], ["mixed"])
-        self.assertEqual(unit["KillSignal"], ["SIGTERM"])
 
     def test_runs_twistd_in_the_foreground_with_the_config(self):
         (command,) = self.directives()["ExecStart"]
