@@ -378,6 +378,16 @@ class CheckpointTests(TestCase):
         writer.execute("COMMIT")
         self.assertEqual(await database.run("count", _count_txn, "users"), 2)
 
+    async def test_search_connection_syncs_the_chat_database(self):
+        """
+        The connection that checkpoints the chat database syncs what it
+        writes there, whatever an attached database's default is.
+        """
+        database = await self.checkpointed_database()
+        search = database.engine.connect_search()
+        self.addCleanup(search.close)
+        self.assertEqual(search.execute("PRAGMA chat.synchronous").fetchone(), (2,))
+
     def test_writer_checkpoints_seldom_with_background_checkpoints(self):
         """
         The connection that stores messages checkpoints the log itself

@@ -211,6 +211,10 @@ class SqliteEngine:
     def _set_up_search(self, connection):
         self._on_new_connection(connection)
         connection.execute("ATTACH DATABASE ? AS chat", (self.path,))
+        # Its checkpoints of the chat database (checkpoint_txn) sync the
+        # pages they copy before the log can start over: not left to the
+        # build's default level for an attached database.
+        connection.execute("PRAGMA chat.synchronous=FULL")
         for statement in _SQLITE_SEARCH_SCHEMA:
             connection.execute(statement)
         _match_search_file(connection)
