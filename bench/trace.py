@@ -71,9 +71,12 @@ def install(record):
                 times.append(_now())
 
         def back(result):
-            started, entered, left = times
-            record["phases"].append((started, entered - started, left - entered,
-                                     _now() - left, args[3].__name__))
+            if len(times) == 3:
+                started, entered, left = times
+                function = args[3] if len(args) > 3 else interaction
+                record["phases"].append((started, entered - started, left - entered,
+                                         _now() - left,
+                                         getattr(function, "__name__", repr(function))))
             return result
 
         d = deferToThreadPool(self._reactor, self.threadpool, in_thread)

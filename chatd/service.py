@@ -70,6 +70,8 @@ class DatabaseService(Service):
     _checkpoints = None
 
     def __init__(self, database, clock=None, checkpoint_interval=0):
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.database = database
         self._clock = clock
         self._checkpoint_interval = checkpoint_interval
@@ -86,7 +88,8 @@ class DatabaseService(Service):
         # (20-100 ms) held up every message behind it.
         await self.database.ping()
         log.info("Database at schema version {version}", version=version)
-        if self._checkpoint_interval and self.database.engine.background_checkpoints:
+        if (self.running and self._checkpoint_interval
+                and self.database.engine.background_checkpoints):
             self._checkpoints = LoopingCall(self._checkpoint)
             self._checkpoints.clock = self._clock
             self._checkpoints.start(self._checkpoint_interval, now=False)
@@ -95,7 +98,7 @@ class DatabaseService(Service):
         try:
             await self.database.checkpoint()
         except Exception:
-            # The writer's own checkpoints still bound the log.
+            # SQLite's automatic checkpoints on the writer still run.
             log.failure("Checkpointing the database failed")
 
     def stopService(self):

@@ -378,15 +378,55 @@ class CheckpointTests(TestCase):
         writer.execute("COMMIT")
         self.assertEqual(await database.run("count", _count_txn, "users"), 2)
 
-    async def test_search_connection_syncs_the_chat_database(self):
+    async def test_checkpoint_waits_for_runs_to_finish(self):
         """
-        The connection that checkpoints the chat database syncs what it
-        writes there, whatever an attached database's default is.
+        A run counts once it has finished, so a checkpoint made while it
+        is in flight leaves the next one to do; a failed checkpoint is
+        made again at the next call.
         """
         database = await self.checkpointed_database()
-        search = database.engine.connect_search()
-        self.addCleanup(search.close)
-        self.assertEqual(search.execute("PRAGMA chat.synchronous").fetchone(), (2,))
+        await database.run("insert", _insert_user_txn, "u-1", "one")
+        await database.checkpoint()
+        release = threading.Event()
+
+        def slow_insert_txn(txn):
+            release.wait(30)
+            return _insert_user_txn(txn, "u-2", "two")
+
+        running = database.run("slow insert", slow_insert_txn)
+        self.assertIsNone(await database.checkpoint())
+        release.set()
+        await running
+        checkpoint_txn = database.engine.checkpoint_txn
+
+        def failing_txn(txn):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        self.patch(database.engine, "checkpoint_txn", failing_txn)
+        with self.assertRaises(sqlite3.OperationalError):
+            await database.checkpoint()
+        self.patch(database.engine, "checkpoint_txn", checkpoint_txn)
+        logged, copied = await database.checkpoint()
+        self.assertEqual(copied, logged)
+        self.assertGreater(logged, 0)
+
+    async def test_service_stopped_while_starting(self):
+        """
+        A service stopped before its database is ready starts no
+        checkpoints once it is.
+        """
+        database = await self.checkpointed_database()
+        clock = Clock()
+        pinged = Deferred()
+        self.patch(database, "ping", lambda: pinged)
+        self.patch(database, "checkpoint", lambda: self.fail("checkpointed"))
+        service = DatabaseService(database, clock, checkpoint_interval=0.05)
+        started = service.startService()
+        await service.stopService()
+        pinged.callback(None)
+        await started
+        clock.advance(1)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_writer_checkpoints_seldom_with_background_checkpoints(self):
         """

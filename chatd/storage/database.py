@@ -131,22 +131,19 @@ class Database:
 
     async def run_writes(self, description, function, *args, **kwargs):
         """
-        Like L{run}, but with no transaction: each statement commits by
-        itself, durably, on the engine's writer connection if it has one
-        (MySQL: autocommit, so a single-statement write costs one round
-        trip; SQLite: no C{BEGIN} and C{COMMIT} around it). C{function}
-        must leave the data consistent after each of its statements, and
-        be safe to run again after a lost connection.
+        Like L{run}, but on the engine's writer connection if it has one,
+        where each statement commits by itself (MySQL: autocommit, so a
+        single-statement write costs one round trip). C{function} must
+        leave the data consistent after each of its statements, and be
+        safe to run again after a lost connection.
         """
         return await self._run(self._writer_pool or self._pool, True, description,
-                               function, args, kwargs, transaction=False)
+                               function, args, kwargs)
 
     async def _run(self, pool, durable, description, function, args, kwargs,
                    consistent=False, transaction=True):
         if self._closed:
             raise RuntimeError(f"database closed; cannot run {description}")
-        if pool is self._pool:
-            self._main_runs += 1
         self._in_flight += 1
         try:
             for attempt in range(self._retries + 1):
@@ -161,6 +158,9 @@ class Database:
                         "Retrying {description} after {error!r} (attempt {n})",
                         description=description, error=error, n=attempt + 1)
         finally:
+            if pool is self._pool:
+                # Counted once over: a checkpoint after this sees its pages.
+                self._main_runs += 1
             self._in_flight -= 1
             if not self._in_flight:
                 waiters, self._idle_waiters = self._idle_waiters, []
@@ -170,8 +170,9 @@ class Database:
     async def checkpoint(self):
         """
         Where the engine checkpoints its log in the background (SQLite,
-        see L{chatd.storage.engines.SqliteEngine}), do so on the search connection, unless
-        nothing ran on the main connection since the last time.
+        see L{chatd.storage.engines.SqliteEngine}), do so on the search
+        connection, unless nothing finished on the main connection since
+        the last checkpoint that succeeded.
 
         @return: the engine's figures (pages in the log, pages copied), or
             None if there was nothing to do.
@@ -180,9 +181,13 @@ class Database:
             return None
         if self._main_runs == self._checkpointed_runs:
             return None
-        self._checkpointed_runs = self._main_runs
-        return await self._run(self._search_pool, True, "checkpoint",
-                               self.engine.checkpoint_txn, (), {}, transaction=False)
+        previous, self._checkpointed_runs = self._checkpointed_runs, self._main_runs
+        try:
+            return await self._run(self._search_pool, True, "checkpoint",
+                                   self.engine.checkpoint_txn, (), {}, transaction=False)
+        except Exception:
+            self._checkpointed_runs = previous
+            raise
 
     def _transaction(self, cursor, durable, consistent, retry, function, args, kwargs,
                      transaction=True):

@@ -122,8 +122,9 @@ class SqliteEngine:
     @param background_checkpoints: whether someone calls L{checkpoint_txn}
         on the search connection now and then. The connection that stores
         messages then copies the log into the database file only when it
-        holds L{BACKGROUND_WRITER_CHECKPOINT_PAGES} (for the few pages
-        left, which also starts the log over); otherwise it does so every
+        holds L{BACKGROUND_WRITER_CHECKPOINT_PAGES} (the few pages left,
+        with nothing committed meanwhile, so that its next write starts
+        the log over); otherwise it does so every
         L{WRITER_CHECKPOINT_PAGES}, holding up the messages behind it.
     """
 
@@ -258,8 +259,8 @@ class SqliteEngine:
     def self_commit(self, cursor):
         """
         Open no transaction: each statement commits by itself, durably
-        (the connection has no implicit C{BEGIN}), and costs no C{BEGIN}
-        or C{COMMIT} statement of its own.
+        (the connection has no implicit C{BEGIN}). For work that cannot
+        run in a transaction (L{checkpoint_txn}).
         """
         self._set_durable(cursor, True)
 
@@ -401,12 +402,6 @@ class MysqlEngine:
         """
         if consistent:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-
-    def self_commit(self, cursor):
-        """
-        Nothing to do: only the writer's autocommit connection runs work
-        that opens no transaction (L{writer_pool}).
-        """
 
     @staticmethod
     @functools.lru_cache(maxsize=1024)

@@ -131,6 +131,7 @@ STATEMENT_BYTES = 4 * 1024 * 1024
 # Conversations per statement in sync (SQLite allows 500 SELECTs in a
 # compound statement).
 _SOURCES = 100
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def client_ids_query(pairs):
@@ -155,13 +156,14 @@ def insert_batch_txn(txn, messages, created_at, new_participants, floor_id=0):
     It may run where each statement commits by itself (see
     L{MessageStore.insert_batch}): the participants are noted first, so
     sync finds a message as soon as it is visible, and the messages are
-    then one statement, stored whole or not at all. The insert is tried
-    first: resends are rare, and the unique index on C{(sender_id,
-    client_msg_id)} tells when one was among them (the failed statement
-    stores nothing, and a transaction goes on without it); only then are
-    the stored ones looked up and left out. A batch too large for one
-    statement looks them up first: a later statement's failure would
-    leave the rows of the earlier ones in the transaction.
+    then one statement, stored whole or not at all. On MySQL, where each
+    statement is a round trip, the insert is tried first: resends are
+    rare, and the unique index on C{(sender_id, client_msg_id)} tells when
+    one was among them; only then are the stored ones looked up and left
+    out. SQLite looks them up first: in process that costs less than the
+    savepoint a failed insert would need. So does a MySQL batch too large
+    for one statement: a later statement's failure would leave the rows of
+    the earlier ones in the transaction.
 
     @param new_participants: the (user id, conversation) pairs of the
         batch (L{participants}) to make sure of in C{user_conversations}.
@@ -185,7 +187,7 @@ def insert_batch_txn(txn, messages, created_at, new_participants, floor_id=0):
     results = [None] * len(messages)
     rows = dict(zip((index for index, _ in new),
                     _rows_txn(txn, [m for _, m in new], created_at), strict=True))
-    if not _fits_one_statement([m for _, m in new]):
+    if txn.engine.name == "sqlite" or not _fits_one_statement([m for _, m in new]):
         new = _unstored_txn(txn, new, results, created_at, floor_id)
         ids = _insert_txn(txn, new, rows)
     else:
@@ -250,9 +252,14 @@ def _insert_txn(txn, new, rows):
     if not new:
         return []
     ordered = [rows[index] for index, _ in new]
+    if txn.engine.name == "sqlite":
+        return _insert_rows_sqlite_txn(txn, ordered)
     ids = []
     for start, end in _statement_slices([m for _, m in new]):
-        ids.extend(_insert_rows_txn(txn, ordered[start:end]))
+        txn.execute_values(_INSERT, ordered[start:end], " RETURNING id")
+        # One statement numbers its rows in order, whatever order RETURNING
+        # lists them in.
+        ids.extend(sorted(int(row[0]) for row in txn.fetchall()))
     return ids
 
 
@@ -279,20 +286,16 @@ def _file_ids_txn(txn, urls):
     return found
 
 
-def _insert_rows_txn(txn, rows):
+def _insert_rows_sqlite_txn(txn, rows):
     """
-    Insert message C{rows} in one statement; their ids, in order. One
-    statement numbers its rows in order: MySQL lists them (C{RETURNING},
-    in whatever order); on SQLite, whose only writer is this connection,
-    they are consecutive and end at the last one inserted, which costs no
-    row to read back.
+    Insert message C{rows}; their ids, in order. One statement, prepared
+    once, run per row: SQLite's only writer is this transaction, so the
+    rows get consecutive ids ending at the last one inserted.
     """
-    if txn.engine.name == "sqlite":
-        txn.execute_values(_INSERT, rows)
-        last = int(txn.lastrowid)
-        return list(range(last - len(rows) + 1, last + 1))
-    txn.execute_values(_INSERT, rows, " RETURNING id")
-    return sorted(int(row[0]) for row in txn.fetchall())
+    txn.executemany(_INSERT + _ROW, rows)
+    txn.execute("SELECT last_insert_rowid()")
+    last = int(txn.fetchone()[0])
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 def _statement_slices(messages):
@@ -468,8 +471,8 @@ class MessageStore:
         """
         Store a batch of L{NewMessage}s; see L{insert_batch_txn}.
 
-        A batch that L{one_statement} allows is one INSERT that commits
-        itself (L{Database.run_writes}), with no transaction around it.
+        A batch that L{one_statement} allows goes to the writer connection
+        (L{Database.run_writes}: on MySQL one INSERT that commits itself).
         Any other is one transaction: a message without a client id could
         not be told from a copy of itself after a retry, had an INSERT
         committed without its reply.
