@@ -60,21 +60,20 @@ class SequentialService(MultiService):
 class DatabaseService(Service):
     """
     Owns the L{Database}: migrates it on start, checkpoints its log every
-    C{checkpoint_interval} seconds where the engine does so in the
-    background (L{Database.checkpoint}), and closes it on stop once the
-    work in flight is done.
+    so often where the engine does so in the background (its
+    C{checkpoint_interval}; L{Database.checkpoint}), and closes it on stop
+    once the work in flight is done.
 
     @param clock: an L{IReactorTime}, for the checkpoints.
     """
 
     _checkpoints = None
 
-    def __init__(self, database, clock=None, checkpoint_interval=0):
+    def __init__(self, database, clock=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.database = database
         self._clock = clock
-        self._checkpoint_interval = checkpoint_interval
 
     def startService(self):
         super().startService()
@@ -88,11 +87,11 @@ class DatabaseService(Service):
         # (20-100 ms) held up every message behind it.
         await self.database.ping()
         log.info("Database at schema version {version}", version=version)
-        if (self.running and self._checkpoint_interval
-                and self.database.engine.background_checkpoints):
+        interval = self.database.engine.checkpoint_interval
+        if self.running and interval:
             self._checkpoints = LoopingCall(self._checkpoint)
             self._checkpoints.clock = self._clock
-            self._checkpoints.start(self._checkpoint_interval, now=False)
+            self._checkpoints.start(interval, now=False)
 
     async def _checkpoint(self):
         try:

@@ -88,8 +88,7 @@ def build_service(config, reactor, on_start_failure=None):
     os.makedirs(config.server.data_dir, exist_ok=True)
     database = open_database(config, reactor)
     parts = build_parts(config, database, reactor)
-    DatabaseService(database, reactor, config.database.checkpoint_interval
-                    ).setServiceParent(root_service)
+    DatabaseService(database, reactor).setServiceParent(root_service)
     realtime = build_realtime(config, database, reactor, parts)
     SearchIndexer(SearchStore(database), reactor,
                   config.messages.search_index_interval,

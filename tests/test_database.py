@@ -342,7 +342,7 @@ class CheckpointTests(TestCase):
 
         path = os.path.join(self.mktemp(), "chat.sqlite3")
         os.makedirs(os.path.dirname(path))
-        database = database_for(SqliteEngine(path, background_checkpoints=True), reactor)
+        database = database_for(SqliteEngine(path, checkpoint_interval=0.05), reactor)
         self.addCleanup(database.close)
         await prepare_database(database)
         return database
@@ -420,7 +420,7 @@ class CheckpointTests(TestCase):
         pinged = Deferred()
         self.patch(database, "ping", lambda: pinged)
         self.patch(database, "checkpoint", lambda: self.fail("checkpointed"))
-        service = DatabaseService(database, clock, checkpoint_interval=0.05)
+        service = DatabaseService(database, clock)
         started = service.startService()
         await service.stopService()
         pinged.callback(None)
@@ -436,11 +436,26 @@ class CheckpointTests(TestCase):
         """
         path = os.path.join(self.mktemp(), "chat.sqlite3")
         os.makedirs(os.path.dirname(path))
-        for background, pages in ((False, 1000), (True, 4000)):
-            connection = SqliteEngine(path, background).connect()
+        for interval, pages in ((0, 1000), (0.05, 4000)):
+            connection = SqliteEngine(path, interval).connect()
             self.addCleanup(connection.close)
             self.assertEqual(connection.execute("PRAGMA wal_autocheckpoint").fetchone(),
                              (pages,))
+
+    def test_configured_interval(self):
+        """
+        The engine of a configured database carries
+        C{database.checkpoint_interval}, which the service reads.
+        """
+        if ENGINE != "sqlite":
+            raise SkipTest("SQLite only")
+        from chatd.storage import open_database
+        from tests.helpers import test_config
+
+        config = test_config(self, database_checkpoint_interval=0.2)
+        database = open_database(config, reactor)
+        self.addCleanup(database.close)
+        self.assertEqual(database.engine.checkpoint_interval, 0.2)
 
     async def test_not_on_mysql(self):
         """
@@ -469,7 +484,7 @@ class CheckpointTests(TestCase):
             return succeed(None)
 
         self.patch(database, "checkpoint", checkpoint)
-        service = DatabaseService(database, clock, checkpoint_interval=0.05)
+        service = DatabaseService(database, clock)
         await service.startService()
         clock.advance(0.05)
         clock.advance(0.05)
@@ -485,9 +500,10 @@ class CheckpointTests(TestCase):
         An interval of 0 leaves checkpoints to SQLite's automatic ones.
         """
         database = await self.checkpointed_database()
+        self.patch(database.engine, "checkpoint_interval", 0)
         clock = Clock()
         self.patch(database, "checkpoint", lambda: self.fail("checkpointed"))
-        service = DatabaseService(database, clock, checkpoint_interval=0)
+        service = DatabaseService(database, clock)
         await service.startService()
         clock.advance(1)
         self.assertEqual(clock.getDelayedCalls(), [])
@@ -505,7 +521,7 @@ class _FakePool:
         self.calls = 0
         self.closed = False
 
-    def runInteraction(self, interaction, *args, **kwargs):
+    def runInteraction(self, interaction, *args):
         self.calls += 1
         if self.errors:
             return fail(self.errors.pop(0))

@@ -384,10 +384,9 @@ class MessageStoreTests(TestCase):
         [first] = await self.store.insert_batch(
             [self._text(self.alice, self.bob, "1", "a")], 5)
 
-        def as_a_retry(cursor, durable, consistent, retry, function, args, kwargs,
-                       **options):
+        def as_a_retry(cursor, durable, consistent, retry, function, args, kwargs):
             return Database._transaction(self.database, cursor, durable, consistent,
-                                         True, function, args, kwargs, **options)
+                                         True, function, args, kwargs)
 
         self.patch(self.database, "_transaction", as_a_retry)
         stored = await self.store.insert_batch(

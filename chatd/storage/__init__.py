@@ -17,7 +17,7 @@ def open_database(config, reactor):
         kind, parameters,
         password=config.database.password,
         pool_size=config.database.pool_size,
-        background_checkpoints=config.database.checkpoint_interval > 0,
+        checkpoint_interval=config.database.checkpoint_interval,
     )
     return database_for(engine, reactor, retries=config.database.retries)
 

@@ -141,7 +141,7 @@ class Database:
                                function, args, kwargs)
 
     async def _run(self, pool, durable, description, function, args, kwargs,
-                   consistent=False, transaction=True):
+                   consistent=False):
         if self._closed:
             raise RuntimeError(f"database closed; cannot run {description}")
         self._in_flight += 1
@@ -150,7 +150,7 @@ class Database:
                 try:
                     return await pool.runInteraction(
                         self._transaction, durable, consistent, attempt > 0, function,
-                        args, kwargs, transaction=transaction)
+                        args, kwargs)
                 except Exception as error:
                     if attempt == self._retries or not self.engine.is_retryable(error):
                         raise
@@ -177,24 +177,19 @@ class Database:
         @return: the engine's figures (pages in the log, pages copied), or
             None if there was nothing to do.
         """
-        if not self.engine.background_checkpoints or self._search_pool is None:
+        if not self.engine.checkpoint_interval or self._search_pool is None:
             return None
         if self._main_runs == self._checkpointed_runs:
             return None
         previous, self._checkpointed_runs = self._checkpointed_runs, self._main_runs
         try:
-            return await self._run(self._search_pool, True, "checkpoint",
-                                   self.engine.checkpoint_txn, (), {}, transaction=False)
+            return await self.run_background("checkpoint", self.engine.checkpoint_txn)
         except Exception:
             self._checkpointed_runs = previous
             raise
 
-    def _transaction(self, cursor, durable, consistent, retry, function, args, kwargs,
-                     transaction=True):
-        if transaction:
-            self.engine.begin(cursor, durable, consistent)
-        else:
-            self.engine.self_commit(cursor)
+    def _transaction(self, cursor, durable, consistent, retry, function, args, kwargs):
+        self.engine.begin(cursor, durable, consistent)
         return function(Transaction(self.engine, cursor, retry), *args, **kwargs)
 
     def wait_idle(self):

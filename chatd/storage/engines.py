@@ -119,13 +119,15 @@ class SqliteEngine:
     The embedded default: one connection, WAL journal, foreign keys on;
     the search index in a file of its own, with a connection of its own.
 
-    @param background_checkpoints: whether someone calls L{checkpoint_txn}
-        on the search connection now and then. The connection that stores
-        messages then copies the log into the database file only when it
-        holds L{BACKGROUND_WRITER_CHECKPOINT_PAGES} (the few pages left,
-        with nothing committed meanwhile, so that its next write starts
-        the log over); otherwise it does so every
-        L{WRITER_CHECKPOINT_PAGES}, holding up the messages behind it.
+    @param checkpoint_interval: seconds between background checkpoints
+        (L{checkpoint_txn} on the search connection, which
+        L{chatd.service.DatabaseService} has made); 0 for none. With them,
+        the connection that stores messages copies the log into the
+        database file only when it holds
+        L{BACKGROUND_WRITER_CHECKPOINT_PAGES} (the few pages left, with
+        nothing committed meanwhile, so that its next write starts the log
+        over); without, every L{WRITER_CHECKPOINT_PAGES}, holding up the
+        messages behind it.
     """
 
     name = "sqlite"
@@ -135,10 +137,10 @@ class SqliteEngine:
     # as write transactions run one at a time.
     for_update = ""
 
-    def __init__(self, path, background_checkpoints=False):
+    def __init__(self, path, checkpoint_interval=0.0):
         self.path = path
         self.module = sqlite3
-        self.background_checkpoints = background_checkpoints
+        self.checkpoint_interval = checkpoint_interval
 
     def describe(self):
         return f"SQLite database {self.path}"
@@ -222,7 +224,7 @@ class SqliteEngine:
 
     def _on_new_main_connection(self, connection):
         self._on_new_connection(connection)
-        pages = (BACKGROUND_WRITER_CHECKPOINT_PAGES if self.background_checkpoints
+        pages = (BACKGROUND_WRITER_CHECKPOINT_PAGES if self.checkpoint_interval
                  else WRITER_CHECKPOINT_PAGES)
         connection.execute(f"PRAGMA wal_autocheckpoint={pages}")
 
@@ -234,10 +236,12 @@ class SqliteEngine:
     @staticmethod
     def checkpoint_txn(txn):
         """
-        On the search connection, outside a transaction: copy what the
-        chat database's log holds into its file, as far as readers allow,
-        without waiting for or holding up its writer (C{PASSIVE}). Its
-        syncs are this connection's, not the writer's.
+        On the search connection, as the first statement of its
+        transaction (a plain C{BEGIN} has read nothing yet; a checkpoint
+        after a read is refused): copy what the chat database's log holds
+        into its file, as far as readers allow, without waiting for or
+        holding up its writer (C{PASSIVE}). Its syncs are this
+        connection's, not the writer's.
 
         @return: the pages in the log, and how many of them are copied.
         """
@@ -253,23 +257,11 @@ class SqliteEngine:
         commit's sync of the log covers it too. Every transaction reads
         one snapshot, C{consistent} or not.
         """
-        self._set_durable(cursor, durable)
-        cursor.execute(cursor.connection.begin_statement)
-
-    def self_commit(self, cursor):
-        """
-        Open no transaction: each statement commits by itself, durably
-        (the connection has no implicit C{BEGIN}). For work that cannot
-        run in a transaction (L{checkpoint_txn}).
-        """
-        self._set_durable(cursor, True)
-
-    @staticmethod
-    def _set_durable(cursor, durable):
         connection = cursor.connection
         if durable != connection.durable:
             cursor.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
             connection.durable = durable
+        cursor.execute(connection.begin_statement)
 
     def convert(self, sql):
         return sql
@@ -314,7 +306,8 @@ class MysqlEngine:
     name = "mysql"
     for_update = " FOR UPDATE"
     searches_on_search_pool = False
-    background_checkpoints = False
+    # InnoDB checkpoints its own redo log.
+    checkpoint_interval = 0
 
     def __init__(self, host, port, user, password, database, pool_size=5):
         import pymysql
@@ -457,17 +450,16 @@ class MysqlEngine:
         return self._code(error) == 1062
 
 
-def create_engine(kind, parameters, password="", pool_size=5,
-                  background_checkpoints=False):
+def create_engine(kind, parameters, password="", pool_size=5, checkpoint_interval=0.0):
     """
     Make the engine for a parsed database URL (see
     L{chatd.config.parse_database_url}).
 
-    @param background_checkpoints: whether a SQLite database's log is
-        checkpointed in the background (see L{SqliteEngine}).
+    @param checkpoint_interval: seconds between background checkpoints of a
+        SQLite database's log (see L{SqliteEngine}).
     """
     if kind == "sqlite":
-        return SqliteEngine(parameters["path"], background_checkpoints)
+        return SqliteEngine(parameters["path"], checkpoint_interval)
     return MysqlEngine(
         host=parameters["host"],
         port=parameters["port"],
