@@ -11,7 +11,8 @@ and the plain-Autobahn baseline, loopback only, and report medians.
 Each run starts a fresh server pinned to one core (--server-cpu) and the
 generator's worker processes on the others (--client-cpus), creates its
 users through the REST API, measures, and stops the server. --repeat runs
-each server that many times; the report gives the median of each figure.
+each server that many times, the servers taking turns; the report gives
+the median of each figure and each run's own.
 """
 
 import argparse
@@ -421,29 +422,47 @@ def parse_args(argv):
     return args
 
 
+def run_order(kinds, repeat):
+    """
+    The runs to make, as server kinds: the servers take turns, round by
+    round, so that a noisy spell of a shared host falls on all of them
+    rather than on one server's runs.
+    """
+    return [kind for _ in range(repeat) for kind in kinds]
+
+
+def _run_figures(result):
+    """
+    A run's own figures for the report, without its bulky attachments.
+    """
+    return {key: value for key, value in result.items()
+            if key not in ("profile", "trace", "cprofile")}
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     raise_file_limit()
     report = {"scenario": args.scenario, "command": "chatd-bench " + " ".join(
         sys.argv[1:] if argv is None else argv), "machine": _machine(), "servers": {}}
-    for kind in args.servers.split(","):
-        if kind == "baseline" and args.scenario == "rest":
-            continue
-        results = []
-        for _ in range(args.repeat):
-            results.append(Run(args, kind).run())
-            if not args.json:
-                print(f"{kind}: {json.dumps(results[-1])}", file=sys.stderr)
-        report["servers"][kind] = _median_report(results)
-        if args.profile and results[-1].get("profile"):
-            own, inclusive = profile.summarise(results[-1]["profile"])
-            report["servers"][kind]["profile_self"] = own
-            report["servers"][kind]["profile_inclusive"] = inclusive
-        if results[-1].get("trace"):
-            report["servers"][kind]["trace"] = [r["trace"] for r in results]
-        if results[-1].get("cprofile"):
-            report["servers"][kind]["cprofile_self"] = profile.summarise_cprofile(
-                results[-1]["cprofile"])
+    kinds = [kind for kind in args.servers.split(",")
+             if not (kind == "baseline" and args.scenario == "rest")]
+    results = {kind: [] for kind in kinds}
+    for kind in run_order(kinds, args.repeat):
+        results[kind].append(Run(args, kind).run())
+        if not args.json:
+            print(f"{kind}: {json.dumps(results[kind][-1])}", file=sys.stderr)
+    for kind in kinds:
+        runs = results[kind]
+        figures = report["servers"][kind] = _median_report(runs)
+        figures["runs"] = [_run_figures(r) for r in runs]
+        if args.profile and runs[-1].get("profile"):
+            own, inclusive = profile.summarise(runs[-1]["profile"])
+            figures["profile_self"] = own
+            figures["profile_inclusive"] = inclusive
+        if runs[-1].get("trace"):
+            figures["trace"] = [r["trace"] for r in runs]
+        if runs[-1].get("cprofile"):
+            figures["cprofile_self"] = profile.summarise_cprofile(runs[-1]["cprofile"])
     _add_ratios(report)
     print(json.dumps(report, indent=2))
 

@@ -11,7 +11,14 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from bench import profile
-from bench.cli import _count_covered, _median_report, _percentile, wait_until_idle
+from bench.cli import (
+    _count_covered,
+    _median_report,
+    _percentile,
+    _run_figures,
+    run_order,
+    wait_until_idle,
+)
 from bench.rawws import RawWebSocketClient, encode_frame
 from bench.worker import RatePacer, Worker, _ranges
 from chatd.protocol.message_pb2 import Message
@@ -88,6 +95,19 @@ class AccountingTests(SynchronousTestCase):
         self.assertIsNone(_percentile([], 0.5))
         report = _median_report([{"a": 1, "b": "x"}, {"a": 3, "b": "y"}, {"a": 2, "b": "z"}])
         self.assertEqual(report, {"a": 2, "b": "z"})
+
+    def test_servers_take_turns(self):
+        """
+        Repeated runs go round the servers, so that no server's runs all
+        fall in one spell of a shared host's noise.
+        """
+        self.assertEqual(run_order(["sqlite", "mysql", "baseline"], 2),
+                         ["sqlite", "mysql", "baseline", "sqlite", "mysql", "baseline"])
+        self.assertEqual(run_order(["sqlite"], 3), ["sqlite"] * 3)
+
+    def test_run_figures_leave_out_attachments(self):
+        run = {"delivery_p99_ms": 2.5, "profile": "/tmp/p", "trace": {}, "cprofile": "/tmp/c"}
+        self.assertEqual(_run_figures(run), {"delivery_p99_ms": 2.5})
 
 
 class RatePacerTests(SynchronousTestCase):
@@ -465,6 +485,9 @@ class EndToEndTests(SynchronousTestCase):
                                  (0, 0, 0), (scenario, server))
                 self.assertLessEqual(figures["server_cpu_percent"], 102, (scenario, server))
                 self.assertLessEqual(figures["acked_in_window"], figures["acked"])
+                [run] = figures["runs"]
+                self.assertEqual(run["delivery_p99_ms"], figures["delivery_p99_ms"])
+                self.assertNotIn("trace", run)
                 if scenario == "rate" and server == "sqlite":
                     [traced] = figures["trace"]
                     self.assertGreater(traced["message_stored_ms"]["count"], 150)
