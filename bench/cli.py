@@ -344,18 +344,39 @@ def _ms(us):
     return None if us is None else round(us / 1000, 3)
 
 
+#: Failures counted over every run, not medians: one run's loss must show.
+SUMMED_OVER_RUNS = ("lost", "duplicates", "reordered", "login_failures", "history_failures")
+
+
 def _median_report(results):
     """
-    The median of each numeric figure over repeated runs.
+    The median of each numeric figure over repeated runs; failures (lost,
+    duplicated and reordered messages, error frames, failed requests) are
+    the totals of all the runs.
     """
     report = {}
     for key in results[0]:
         values = [r[key] for r in results if r.get(key) is not None]
-        if values and all(isinstance(v, (int, float)) for v in values):
+        if key in SUMMED_OVER_RUNS:
+            report[key] = sum(values)
+        elif key == "errors":
+            report[key] = _summed_counts(values)
+        elif values and all(isinstance(v, (int, float)) for v in values):
             report[key] = statistics.median(values)
         else:
             report[key] = values[-1] if values else None
     return report
+
+
+def _summed_counts(counts):
+    """
+    Several runs' counts by name, added up.
+    """
+    total = {}
+    for run in counts:
+        for name, n in run.items():
+            total[name] = total.get(name, 0) + n
+    return total
 
 
 def parse_args(argv):

@@ -96,6 +96,21 @@ class AccountingTests(SynchronousTestCase):
         report = _median_report([{"a": 1, "b": "x"}, {"a": 3, "b": "y"}, {"a": 2, "b": "z"}])
         self.assertEqual(report, {"a": 2, "b": "z"})
 
+    def test_failures_are_totals(self):
+        """
+        A loss, duplicate, reordering or error in any one run shows in the
+        report, which a median of three runs would hide.
+        """
+        runs = [{"lost": 0, "duplicates": 0, "reordered": 0, "errors": {}, "acked": 10},
+                {"lost": 2, "duplicates": 1, "reordered": 0, "errors": {"E1": 1}, "acked": 20},
+                {"lost": 0, "duplicates": 0, "reordered": 3, "errors": {"E1": 2, "E2": 1},
+                 "acked": 30}]
+        self.assertEqual(_median_report(runs), {
+            "lost": 2, "duplicates": 1, "reordered": 3, "errors": {"E1": 3, "E2": 1},
+            "acked": 20})
+        self.assertEqual(_median_report([{"login_failures": 1}, {"login_failures": 0},
+                                         {"login_failures": 0}]), {"login_failures": 1})
+
     def test_servers_take_turns(self):
         """
         Repeated runs go round the servers, so that no server's runs all
