@@ -107,7 +107,9 @@ class RegisterTests(unittest.TestCase):
         client, _ = await api_client(self)
         for raw, message in [(b'{"username": "alice",', "body: not valid JSON"),
                              (b'["alice"]', "body: must be a JSON object"),
-                             (b"\xff\xfe", "body: not valid JSON")]:
+                             (b"\xff\xfe", "body: not valid JSON"),
+                             (b"[" * 60000, "body: not valid JSON"),
+                             (b'{"a": ' * 10000, "body: not valid JSON")]:
             code, answer = await client.call(
                 "POST", "/user/register", data=raw,
                 headers={"Content-Type": "application/json"})

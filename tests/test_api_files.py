@@ -188,6 +188,23 @@ class UploadTests(unittest.TestCase):
                 "GET", "/file/" + name, headers={"Range": huge})
             self.assertIn(response.code, (206, 416), huge)
 
+    async def test_ranges_of_several_parts_or_none(self):
+        """
+        A Range of several parts, overlapping or not, or of none, gets the
+        whole file once: never a part per range asked (a 1 KiB file asked
+        for 200 times over), and never a request left hanging.
+        """
+        await self._setup()
+        _, answer = await self.upload(self.alice["uuid"], PNG)
+        name = answer["data"]
+        for header in ("bytes=0-,0-", ",".join(["bytes=0-"] + ["0-"] * 199),
+                       ",".join(["bytes=0-0"] + ["0-0"] * 999), "bytes=0-3,8-11",
+                       "bytes=,", "bytes= , "):
+            response, body = await self.client.request(
+                "GET", "/file/" + name, headers={"Range": header})
+            self.assertEqual((response.code, body), (200, PNG), header[:20])
+            self.assertIsNone(response.headers.getRawHeaders("content-range"))
+
     async def test_failure_while_serving_a_file(self):
         """
         A file that fails to be served once its headers are set is answered

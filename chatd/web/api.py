@@ -155,6 +155,8 @@ def read_body(request):
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise BadRequest(f"body: not valid JSON ({error})")
+    except RecursionError:
+        raise BadRequest("body: not valid JSON (nested too deeply)")
     if not isinstance(body, dict):
         raise BadRequest("body: must be a JSON object")
     try:
@@ -213,8 +215,18 @@ class _StoredFileResource(static.File):
     """
     A stored file, with Range requests as RFC 9110 has them: a suffix
     range longer than the file is the whole file. (Twisted's File seeks
-    before the file's start instead, and fails with a 500.)
+    before the file's start instead, and fails with a 500.) A Range of
+    several parts, or of none, is ignored and the whole file sent, as RFC
+    9110 allows: Twisted's multipart answer sends a part per range asked,
+    so overlapping ranges multiply the file, and many small ones leave the
+    request hanging with its file open.
     """
+
+    def _parseRangeHeader(self, range):
+        ranges = super()._parseRangeHeader(range)
+        if len(ranges) != 1:
+            raise ValueError("not a single range")
+        return ranges
 
     def _rangeToOffsetAndSize(self, start, end):
         if start is None and end is not None:
