@@ -43,6 +43,7 @@ class Parts:
     history: History
     ice_servers: IceServers = None
     conversations: object = None
+    reactor: object = None
 
 
 def build_parts(config, database, reactor, events=None):
@@ -69,7 +70,8 @@ def build_parts(config, database, reactor, events=None):
     history = History(users, groups, messages)
     parts = Parts(config, events, users, social_store, group_store, messages,
                   files, tokens, passwords, limits, accounts, social, groups,
-                  history, ice_servers=IceServers(config.calls, reactor))
+                  history, ice_servers=IceServers(config.calls, reactor),
+                  reactor=reactor)
     parts.conversations = build_conversations(config, database, reactor,
                                               parts)
     return parts

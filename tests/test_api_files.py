@@ -96,6 +96,47 @@ class UploadTests(unittest.TestCase):
         return await self.client.call("POST", "/file", token=token or self.token,
                                       data=body, headers=headers)
 
+    async def test_too_many_parts(self):
+        """
+        A form of more parts than an upload has is refused before it is
+        parsed (150,000 tiny parts took the parser 18 s); sixteen is fine.
+        """
+        await self._setup()
+        fields = [("uuid", self.alice["uuid"])]
+        for extra, status in ((14, 200), (15, 400), (5000, 400)):
+            body, headers = multipart(
+                fields + [(f"f{i}", "x") for i in range(extra)],
+                [("file", "me.png", PNG)])
+            headers["Content-Type"] = headers["Content-Type"].replace(
+                "boundary=", "Boundary=")
+            code, answer = await self.client.call(
+                "POST", "/file", token=self.token, data=body, headers=headers)
+            self.assertEqual(code, status, extra)
+            if status == 400:
+                self.assertEqual(answer["msg"], "body: more than 16 parts")
+
+    async def test_parsed_off_the_event_loop(self):
+        """
+        The body is parsed on a thread of the pool, not the event loop.
+        """
+        import threading
+
+        from chatd.web import api
+
+        await self._setup()
+        threads = []
+
+        def parse(content_type, raw):
+            threads.append(threading.current_thread())
+            return original(content_type, raw)
+
+        original = api.parse_multipart
+        self.patch(api, "parse_multipart", parse)
+        code, _ = await self.upload(self.alice["uuid"], PNG)
+        self.assertEqual(code, 200)
+        self.assertEqual(len(threads), 1)
+        self.assertIsNot(threads[0], threading.main_thread())
+
     async def test_avatar(self):
         await self._setup()
         code, answer = await self.upload(self.alice["uuid"], PNG,

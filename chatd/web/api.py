@@ -15,6 +15,7 @@ from email.policy import HTTP
 from urllib.parse import parse_qs
 
 from klein import Klein
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web import static
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -41,6 +42,9 @@ log = Logger()
 API_SEGMENTS = frozenset({b"user", b"friend", b"message", b"file", b"group"})
 
 MAX_JSON_BYTES = 64 * 1024
+# Parts an upload may have: go-chat-web's form has two (the file and the
+# user's uuid); each more costs only parsing time on a thread.
+MAX_MULTIPART_PARTS = 16
 # Room for the multipart framing around an uploaded file.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -186,8 +190,12 @@ def field(body, name, required=False):
 
 def read_multipart(request, limit):
     """
-    The parts of a C{multipart/form-data} body: a dict of name to
-    C{(bytes, filename)}.
+    The C{Content-Type} and raw body of a C{multipart/form-data} request,
+    checked for size and for the number of parts before anything parses
+    it (L{parse_multipart}).
+
+    @raise BadRequest: not multipart, or more than L{MAX_MULTIPART_PARTS}.
+    @raise PayloadTooLarge: over C{limit} and the framing's allowance.
     """
     content_type = request.getHeader(b"content-type") or b""
     if not content_type.lower().startswith(b"multipart/form-data"):
@@ -197,6 +205,19 @@ def read_multipart(request, limit):
     raw = content.read(limit + MULTIPART_OVERHEAD + 1)
     if len(raw) > limit + MULTIPART_OVERHEAD:
         raise PayloadTooLarge(f"the file is larger than {limit} bytes")
+    at = content_type.lower().find(b"boundary=")
+    boundary = content_type[at + 9:].split(b";")[0].strip(b' "') if at >= 0 else b""
+    if boundary and raw.count(b"--" + boundary) > MAX_MULTIPART_PARTS + 1:
+        raise BadRequest(f"body: more than {MAX_MULTIPART_PARTS} parts")
+    return content_type, raw
+
+
+def parse_multipart(content_type, raw):
+    """
+    The parts of a C{multipart/form-data} body: a dict of name to
+    C{(bytes, filename)}. Slow for large bodies (the standard library's
+    e-mail parser): run it off the event loop.
+    """
     message = BytesParser(policy=HTTP).parsebytes(
         b"Content-Type: " + content_type + b"\r\n\r\n" + raw)
     if not message.is_multipart():
@@ -520,7 +541,10 @@ class ChatApi:
     @app.route("/file", methods=["POST"])
     async def upload(self, request):
         identity = await self._identity(request)
-        parts = read_multipart(request, self._files.max_bytes)
+        content_type, raw = read_multipart(request, self._files.max_bytes)
+        reactor = self._parts.reactor
+        parts = await deferToThreadPool(
+            reactor, reactor.getThreadPool(), parse_multipart, content_type, raw)
         if "file" not in parts:
             raise BadRequest("file: required")
         uuid = parts.get("uuid", (b"", ""))[0]
