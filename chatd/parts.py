@@ -66,7 +66,7 @@ def build_parts(config, database, reactor, events=None):
     accounts = Accounts(users, passwords, tokens, limits, files, reactor,
                         events, config.auth.password_min_length)
     social = Social(users, social_store, group_store, events, reactor)
-    groups = Groups(users, group_store, events, reactor)
+    groups = Groups(users, group_store, events, reactor, files)
     history = History(users, groups, messages)
     parts = Parts(config, events, users, social_store, group_store, messages,
                   files, tokens, passwords, limits, accounts, social, groups,

@@ -3,11 +3,14 @@ Groups over REST: create, list, join, leave, members, the owner's powers,
 and each refusal.
 """
 
+import os
+
 from twisted.trial import unittest
 
 from chatd import events
-from chatd.stores.messages import GROUP, NewMessage
-from tests.helpers import sign_up_three
+from chatd.stores.messages import GROUP, ONE_TO_ONE, NewMessage
+from tests.helpers import multipart, sign_up_three
+from tests.test_api_files import PNG
 from tests.test_api_social import NOBODY, record
 
 
@@ -179,6 +182,37 @@ class GroupTests(unittest.TestCase):
                 "DELETE", f"/group/user/{group['uuid']}/{uuid}",
                 token=self.alice_token)
             self.assertEqual(code, status, uuid)
+
+    async def test_delete_removes_attachments_nothing_else_uses(self):
+        """
+        Deleting a group deletes the files its messages carried (record and
+        bytes: no longer served), but not one that a message elsewhere or
+        an avatar still uses.
+        """
+        await self._setup()
+        group = await self.create()
+        await self.join(self.bob, self.bob_token, group)
+        bob_id = (await self.parts.users.get_by_uuid(self.bob["uuid"])).id
+        alice_id = (await self.parts.users.get_by_uuid(self.alice["uuid"])).id
+        only_here = await self.parts.files.save(bob_id, PNG)
+        also_sent = await self.parts.files.save(bob_id, PNG)
+        body, headers = multipart([("uuid", self.bob["uuid"])], [("file", "me.png", PNG)])
+        code, answer = await self.client.call("POST", "/file", token=self.bob_token,
+                                              data=body, headers=headers)
+        avatar = answer["data"]
+        await self.parts.messages.insert_batch(
+            [NewMessage(bob_id, f"m{i}", GROUP, group["groupId"], 2, "", url)
+             for i, url in enumerate([only_here.name, also_sent.name, avatar,
+                                      only_here.name])]
+            + [NewMessage(bob_id, "d1", ONE_TO_ONE, alice_id, 2, "", also_sent.name)], 5)
+        code, _ = await self.client.call(
+            "DELETE", "/group/" + group["uuid"], token=self.alice_token)
+        self.assertEqual(code, 200)
+        for name, served in [(only_here.name, 404), (also_sent.name, 200), (avatar, 200)]:
+            response, _ = await self.client.request("GET", "/file/" + name)
+            self.assertEqual(response.code, served, name)
+            self.assertEqual(os.path.exists(self.parts.files.path_of(name)),
+                             served == 200, name)
 
     async def test_delete(self):
         await self._setup()

@@ -16,13 +16,15 @@ class Groups:
     @param users: a L{chatd.stores.users.UserStore}.
     @param groups: a L{chatd.stores.groups.GroupStore}.
     @param events: the L{chatd.events.Events} to publish changes on.
+    @param files: the L{chatd.files.FileStore} holding the attachments.
     """
 
-    def __init__(self, users, groups, events, clock):
+    def __init__(self, users, groups, events, clock, files):
         self._users = users
         self._groups = groups
         self._events = events
         self._clock = clock
+        self._files = files
 
     async def get(self, group_uuid, field="groupUuid"):
         """
@@ -141,8 +143,11 @@ class Groups:
 
     async def delete(self, identity, group_uuid):
         """
-        Delete a group with its members and history (the owner only).
+        Delete a group with its members, history and the attachments
+        nothing else uses (the owner only).
         """
         group = await self._get_as_owner(identity, group_uuid)
-        await self._groups.delete(group.id)
+        _, orphans = await self._groups.delete(group.id)
         self._events.publish(event_names.GROUP_DELETED, group_id=group.id)
+        for name in orphans:
+            await self._files.remove_bytes(self._files.path_of(name))

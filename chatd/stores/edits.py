@@ -11,6 +11,7 @@ indexed again.
 from dataclasses import dataclass
 
 from chatd.stores import search
+from chatd.stores.files import forget_unused_files_txn
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,8 @@ def recall_txn(txn, message_id, now):
     if txn.rowcount == 0:
         return False, None
     search.reindex_txn(txn, message_id)
-    orphan = None
-    if facts.url:
-        txn.execute(
-            "SELECT (SELECT COUNT(*) FROM messages WHERE url = ?)"
-            " + (SELECT COUNT(*) FROM users WHERE avatar = ?)",
-            (facts.url, facts.url))
-        if int(txn.fetchone()[0]) == 0:
-            txn.execute("DELETE FROM files WHERE name = ?", (facts.url,))
-            if txn.rowcount:
-                orphan = facts.url
-    return True, orphan
+    orphans = forget_unused_files_txn(txn, [facts.url]) if facts.url else []
+    return True, orphans[0] if orphans else None
 
 
 def edit_txn(txn, message_id, content, now):

@@ -20,6 +20,35 @@ class FileRecord:
 _COLUMNS = "id, name, owner_id, media_type, size, sha256, created_at"
 
 
+# Names per statement when checking many files at once.
+_NAMES_PER_CHECK = 500
+
+
+def forget_unused_files_txn(txn, names):
+    """
+    Delete the records of those of the files C{names} that no user has as
+    avatar and no message points to.
+
+    @return: the names whose records were deleted (the caller removes
+        their bytes).
+    """
+    names = sorted(set(names))
+    forgotten = []
+    for start in range(0, len(names), _NAMES_PER_CHECK):
+        chunk = names[start:start + _NAMES_PER_CHECK]
+        marks = ", ".join("?" * len(chunk))
+        txn.execute(f"SELECT url FROM messages WHERE url IN ({marks})"
+                    f" UNION SELECT avatar FROM users WHERE avatar IN ({marks})",
+                    (*chunk, *chunk))
+        used = {row[0] for row in txn.fetchall()}
+        for name in chunk:
+            if name not in used:
+                txn.execute("DELETE FROM files WHERE name = ?", (name,))
+                if txn.rowcount:
+                    forgotten.append(name)
+    return forgotten
+
+
 def _record_from_row(row):
     return FileRecord(
         id=int(row[0]), name=row[1],
@@ -61,11 +90,4 @@ class FileRecordStore:
             "forget_unused_file", self._forget_txn, name)
 
     def _forget_txn(self, txn, name):
-        txn.execute("SELECT COUNT(*) FROM users WHERE avatar = ?", (name,))
-        if int(txn.fetchone()[0]):
-            return False
-        txn.execute("SELECT COUNT(*) FROM messages WHERE url = ?", (name,))
-        if int(txn.fetchone()[0]):
-            return False
-        txn.execute("DELETE FROM files WHERE name = ?", (name,))
-        return txn.rowcount > 0
+        return bool(forget_unused_files_txn(txn, [name]))

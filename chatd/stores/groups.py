@@ -4,6 +4,7 @@ Groups and their members: SQL only.
 
 from dataclasses import dataclass
 
+from chatd.stores.files import forget_unused_files_txn
 from chatd.stores.users import USER_COLUMNS, user_from_row
 
 
@@ -175,18 +176,24 @@ class GroupStore:
 
     async def delete(self, group_id):
         """
-        Delete a group, its members and its messages.
+        Delete a group, its members and its messages, and the records of
+        the files its messages carried that nothing else uses.
 
-        @return: the ids of the members it had.
+        @return: C{(member_ids, orphans)}: the ids of the members it had,
+            and the names of the files whose records went (the caller
+            removes their bytes).
         """
         return await self._database.run(
             "delete_group", self._delete_txn, group_id)
 
     def _delete_txn(self, txn, group_id):
         members = self._member_ids_txn(txn, group_id)
-        txn.execute("DELETE FROM messages WHERE conversation = ?",
-                    (f"g:{group_id}",))
+        conversation = f"g:{group_id}"
+        txn.execute("SELECT DISTINCT url FROM messages WHERE conversation = ?"
+                    " AND url <> ''", (conversation,))
+        attached = [row[0] for row in txn.fetchall()]
+        txn.execute("DELETE FROM messages WHERE conversation = ?", (conversation,))
         txn.execute("DELETE FROM group_members WHERE group_id = ?",
                     (group_id,))
         txn.execute("DELETE FROM chat_groups WHERE id = ?", (group_id,))
-        return members
+        return members, forget_unused_files_txn(txn, attached)
