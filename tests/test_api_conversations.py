@@ -193,6 +193,22 @@ class ConversationApiTests(unittest.TestCase):
             token=self.carol_token)
         self.assertEqual(code, 403)
 
+    async def test_limit_out_of_bounds(self):
+        """
+        A limit of 0 or less is refused with 400, not taken for the default.
+        """
+        await self.direct("alice", "bob", "hi")
+        bob = self.bob["uuid"]
+        for path in (f"{V1}/conversations", f"{V1}/conversations/{bob}/messages",
+                     f"{V1}/search?q=hi"):
+            for limit in (0, -1):
+                separator = "&" if "?" in path else "?"
+                code, answer = await self.client.call(
+                    "GET", f"{path}{separator}limit={limit}", token=self.alice_token)
+                self.assertEqual(code, 400, (path, limit, answer))
+                self.assertTrue(answer["msg"].startswith("limit: must be between 1 and"),
+                                answer)
+
     async def test_numbers_and_text_no_database_can_hold(self):
         """
         Ids past a signed 64-bit integer and strings holding a lone

@@ -122,10 +122,13 @@ def query(request, *names):
     return None
 
 
-def query_int(request, *names):
+def query_int(request, *names, default=None):
+    """
+    An integer query parameter (the first of C{names} given), or C{default}.
+    """
     value = query(request, *names)
     if value is None or value == "":
-        return None
+        return default
     try:
         number = int(value)
     except ValueError:
@@ -460,13 +463,12 @@ class ChatApi:
         message_type = query_int(request, "MessageType", "messageType")
         if message_type is None:
             raise BadRequest("MessageType: required")
-        limit = query_int(request, "limit")
         page = await self._history.page(
             identity, query(request, "Uuid", "uuid"), message_type,
             friend_username=query(request, "FriendUsername", "friendUsername"),
             before=query_int(request, "before"),
             after=query_int(request, "after"),
-            limit=50 if limit is None else limit)
+            limit=query_int(request, "limit", default=50))
         return envelope.success(request, [message_json(m) for m in page])
 
     # -- conversations (docs/api.md, "Conversations") --------------------------
@@ -474,7 +476,7 @@ class ChatApi:
     @app.route("/conversations", methods=["GET"])
     async def conversation_list(self, request):
         identity = await self._identity(request)
-        limit = query_int(request, "limit") or 20
+        limit = query_int(request, "limit", default=20)
         page = await self._parts.conversations.list(
             identity, before=query(request, "before"), limit=limit)
         return envelope.success(request, views.conversations_json(page, limit))
@@ -482,7 +484,7 @@ class ChatApi:
     @app.route("/conversations/<uuid>/messages", methods=["GET"])
     async def conversation_messages(self, request, uuid):
         identity = await self._identity(request)
-        limit = query_int(request, "limit") or 50
+        limit = query_int(request, "limit", default=50)
         _, page = await self._parts.conversations.history(
             identity, uuid, before=query_int(request, "before"),
             after=query_int(request, "after"), limit=limit)
@@ -499,7 +501,7 @@ class ChatApi:
     @app.route("/search", methods=["GET"])
     async def search(self, request):
         identity = await self._identity(request)
-        limit = query_int(request, "limit") or 20
+        limit = query_int(request, "limit", default=20)
         found = await self._parts.conversations.search(
             identity, query(request, "q"), uuid=query(request, "uuid"),
             before=query_int(request, "before"), limit=limit)
