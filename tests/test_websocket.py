@@ -21,6 +21,7 @@ from tests.helpers import (
     create_group,
     create_user,
     http_client,
+    listening_ports,
     make_friends,
     server_database,
     start_chat,
@@ -252,6 +253,49 @@ class ChatTests(WebSocketTestCase):
         with self.assertRaises(HandshakeFailed) as caught:
             await self.connect(self.bob)
         self.assertIn("429", str(caught.exception))
+
+    async def test_handshake_dropped_while_authenticating(self):
+        """
+        A client gone before its token is checked is never attached: it
+        takes none of the user's connections and shows nobody online.
+        """
+        from twisted.internet.protocol import ClientFactory, Protocol
+
+        await self.start(websocket_max_connections_per_user=1)
+        factory = self.service.realtime.factory
+        held, get_by_id = Deferred(), factory.users.get_by_id
+        self.patch(factory.users, "get_by_id", lambda user_id: held)
+        token, _ = await self.service.parts.tokens.issue(self.bob)
+        opened, lost = Deferred(), Deferred()
+
+        class Upgrade(Protocol):
+            def connectionMade(self):
+                self.transport.write(
+                    f"GET /socket.io?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+                opened.callback(self)
+
+            def connectionLost(self, reason):
+                lost.callback(None)
+
+        client_factory = ClientFactory.forProtocol(Upgrade)
+        reactor.connectTCP("127.0.0.1", listening_ports(self.service)[0], client_factory)
+        client = await opened
+        while True:  # until the server has read the request
+            await sleep(0.01)
+            if held.callbacks:
+                break
+        client.transport.abortConnection()
+        await lost
+        await sleep(0.1)
+        held.callback(await get_by_id(self.bob.id))
+        await sleep(0.1)
+        self.assertEqual(self.service.realtime.hub.connection_count, 0)
+        self.patch(factory.users, "get_by_id", get_by_id)
+        bob = await self.connect(self.bob)
+        await self.assert_alive(bob)
 
     async def test_resend_is_acknowledged_not_stored_twice(self):
         await self.start()

@@ -195,6 +195,10 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
         raise ConnectionDeny(500, "internal error")
 
     def onOpen(self):
+        if self._gone:
+            # The client left while its token was being checked; Autobahn
+            # opens the connection all the same.
+            return
         try:
             self._open()
         except Exception:
