@@ -5,6 +5,7 @@ CHATD_TEST_MYSQL).
 """
 
 import base64
+import os
 import threading
 import time
 
@@ -309,6 +310,43 @@ class ChatTests(WebSocketTestCase):
         self.assertEqual((await bob.next_of("")).content, "once")
         await self.assert_alive(bob)
         self.assertEqual(await self.stored_count(), 1)
+
+    async def stored_files(self):
+        """
+        The file records and the files on disk.
+        """
+        rows = await self.database.run(
+            "files", lambda txn: txn.execute("SELECT name FROM files").fetchall())
+        directory = self.service.parts.files.directory
+        return (sorted(row[0] for row in rows),
+                sorted(os.listdir(directory)) if os.path.isdir(directory) else [])
+
+    async def test_resent_attachment_is_kept_once(self):
+        """
+        An attachment resent under the same client id is acked with the
+        first message and its new copy deleted; one that could not be
+        stored is deleted too.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        for _ in range(3):
+            alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG,
+                       clientMsgId="img-1")
+            await alice.next_of("ack")
+        await sleep(0.2)
+        [name], on_disk = await self.stored_files()
+        self.assertEqual(on_disk, [name])
+
+        async def down(messages, created_at):
+            raise ConnectionError("the database is down")
+
+        self.patch(self.service.parts.messages, "insert_batch", down)
+        alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=OGG,
+                   clientMsgId="ogg-1")
+        self.assertEqual((await alice.next_of("error")).errorCode, "unavailable")
+        await sleep(0.2)
+        self.assertEqual(await self.stored_files(), ([name], [name]))
+        self.flushLoggedErrors(ConnectionError)
 
     async def test_admin_broadcast(self):
         await self.start()

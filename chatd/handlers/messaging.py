@@ -164,14 +164,32 @@ class Messaging:
     def _store(self, connection, frame, prepared):
         d = self._writer.submit(prepared.record)
         d.addCallback(self._stored, connection, frame, prepared)
+        if prepared.saved_file:
+            d.addErrback(self._not_stored, prepared.saved_file)
         return d
 
     def _stored(self, stored, connection, frame, prepared):
         if not stored.duplicate:
             self._deliver(connection, prepared, stored)
+        elif prepared.saved_file:
+            # A resend: the message stored first has its own copy.
+            self._discard(prepared.saved_file)
         connection.send_frame(frames.ack_frame(
             frame.clientMsgId, stored.id, stored.created_at, frame.to,
             prepared.record.message_type))
+
+    def _not_stored(self, failure, saved_file):
+        self._discard(saved_file)
+        return failure
+
+    def _discard(self, name):
+        """
+        Delete a file saved for a message that did not store it, unless
+        something uses it.
+        """
+        d = ensureDeferred(self._files.discard_if_unused(name))
+        d.addErrback(lambda failure: log.failure(
+            "Discarding the unused file {name} failed", failure, name=name))
 
     def _check(self, frame):
         """
@@ -220,9 +238,12 @@ class Messaging:
         message_type = self._check(frame)
         addressee = await addressing.resolve(
             self._hub, user, frame.to, message_type, allow_self=True)
-        content_type, content, url = await self._content(user, frame)
-        return self._prepared(user, frame, message_type, addressee,
-                              content_type, content, url)
+        content_type, content, url, saved = await self._content(user, frame)
+        prepared = self._prepared(user, frame, message_type, addressee,
+                                  content_type, content, url)
+        if saved:
+            prepared.saved_file = url
+        return prepared
 
     def _prepared(self, user, frame, message_type, addressee, content_type,
                   content, url):
@@ -258,7 +279,8 @@ class Messaging:
 
     async def _content(self, user, frame):
         """
-        The contentType, content and url to store, attachments saved.
+        The contentType, content and url to store, attachments saved, and
+        whether the url names a file saved here.
         """
         content_type, content, url = frame.contentType, frame.content, frame.url
         if content_type == frames.FILE and not frame.file and ";base64," in content[:512]:
@@ -268,18 +290,18 @@ class Messaging:
                              f" {self._files.max_bytes} bytes", "too_large")
             data, _ = frames.decode_data_url(content)
             stored = await self._files.save(user.id, data, frame.fileSuffix)
-            return frames.FILE, "", stored.name
+            return frames.FILE, "", stored.name, True
         self._check_length(content)
         if frame.file:
             stored = await self._files.save(user.id, frame.file, frame.fileSuffix)
-            return frames.content_type_for(stored.media_type), "", stored.name
+            return frames.content_type_for(stored.media_type), "", stored.name, True
         if content_type == frames.TEXT:
-            return content_type, self._text(frame), ""
+            return content_type, self._text(frame), "", False
         if not url:
             raise refuse(BadRequest, "an attachment needs file bytes, a data"
                          " URL or the url of a stored file", "no_attachment")
         await self._files.find(url)
-        return content_type, content, url
+        return content_type, content, url, False
 
     def _deliver(self, connection, prepared, stored):
         record = prepared.record
@@ -372,6 +394,9 @@ class Messaging:
 
 
 class _Prepared:
+    # The name of an attachment saved for this message, if any.
+    saved_file = ""
+
     def __init__(self, record, recipients, group_uuid, to, recipient_username):
         self.record = record
         self.recipients = recipients
