@@ -251,11 +251,11 @@ class UploadTests(unittest.TestCase):
         A file that fails to be served once its headers are set is answered
         with a whole 500 envelope, without the file's length or range.
         """
-        from chatd.web import api
+        from chatd.web import ranges
 
         await self._setup()
         _, answer = await self.upload(self.alice["uuid"], PNG)
-        self.patch(api._StoredFileResource, "_rangeToOffsetAndSize",
+        self.patch(ranges.SingleRangeFile, "_rangeToOffsetAndSize",
                    lambda resource, start, end: (-5, 10))
         response, body = await self.client.request(
             "GET", "/file/" + answer["data"], headers={"Range": "bytes=0-9"})

@@ -17,7 +17,6 @@ from urllib.parse import parse_qs
 from klein import Klein
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.web import static
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
@@ -35,6 +34,7 @@ from chatd.stores import ID_MAX
 from chatd.web import conversation_views as views
 from chatd.web import envelope
 from chatd.web.proxy import ProxyPolicy
+from chatd.web.ranges import SingleRangeFile
 
 log = Logger()
 
@@ -233,29 +233,6 @@ def parse_multipart(content_type, raw):
         payload = part.get_payload(decode=True) or b""
         parts[name] = (payload, part.get_filename() or "")
     return parts
-
-
-class _StoredFileResource(static.File):
-    """
-    A stored file, with Range requests as RFC 9110 has them: a suffix
-    range longer than the file is the whole file. (Twisted's File seeks
-    before the file's start instead, and fails with a 500.) A Range of
-    several parts, or of none, is ignored and the whole file sent, as RFC
-    9110 allows: Twisted's multipart answer sends a part per range asked,
-    so overlapping ranges multiply the file, and many small ones leave the
-    request hanging with its file open.
-    """
-
-    def _parseRangeHeader(self, range):
-        ranges = super()._parseRangeHeader(range)
-        if len(ranges) != 1:
-            raise ValueError("not a single range")
-        return ranges
-
-    def _rangeToOffsetAndSize(self, start, end):
-        if start is None and end is not None:
-            end = min(end, self.getFileSize())
-        return super()._rangeToOffsetAndSize(start, end)
 
 
 class ChatApi:
@@ -559,7 +536,7 @@ class ChatApi:
     @app.route("/file/<path:name>", methods=["GET", "HEAD"])
     async def download(self, request, name):
         stored, path = await self._files.find(name)
-        resource = _StoredFileResource(path)
+        resource = SingleRangeFile(path)
         resource.type = stored.media_type
         if stored.media_type.startswith("text/"):
             resource.type += "; charset=utf-8"

@@ -7,10 +7,10 @@ client-side routes such as C{/panel/<uuid>} load the app.
 
 import os
 
-from twisted.web import static
 from twisted.web.resource import Resource
 
 from chatd.web import envelope
+from chatd.web.ranges import SingleRangeFile
 
 
 class SpaResource(Resource):
@@ -50,5 +50,8 @@ class SpaResource(Resource):
         request.setHeader(b"x-content-type-options", b"nosniff")
         if path.endswith(".html"):
             request.setHeader(b"cache-control", b"no-cache")
-        resource = static.File(path)
+            # No other site may frame the client (clickjacking).
+            request.setHeader(b"x-frame-options", b"DENY")
+            request.setHeader(b"content-security-policy", b"frame-ancestors 'none'")
+        resource = SingleRangeFile(path)
         return resource.render(request)
