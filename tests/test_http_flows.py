@@ -122,6 +122,28 @@ class FlowTests(unittest.TestCase):
         self.assertFalse(os.path.exists(
             os.path.join(self.config.server.data_dir, "files")))
 
+    async def test_only_uploads_may_be_large(self):
+        """
+        A body over the JSON limit is refused before it is stored on any
+        route but an upload, signed in or not: nobody makes the server
+        spool an upload's worth of body to the sign-in route.
+        """
+        await self._server(files_max_upload_bytes=1000000)
+        port = listening_ports(self.service)[0]
+        for path in (b"/user/login", b"/user/register?x=1", b"/file/x.png", b"/api/v1/search"):
+            answer = await raw_exchange(port, [
+                b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Content-Length: 500000\r\n\r\n", b"{"])
+            head, _, body = answer.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 413 "), (path, head))
+            self.assertEqual(json.loads(body)["msg"], "the body is larger than 65536 bytes")
+        answer = await raw_exchange(port, [
+            b"POST /file?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 500000\r\n\r\n", b"--x\r\n" + b"x" * 499995])
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer[:80])
+
     async def test_expect_continue_over_limit(self):
         await self._server(files_max_upload_bytes=1000)
         port = listening_ports(self.service)[0]

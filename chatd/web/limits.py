@@ -15,10 +15,14 @@ from chatd.web.envelope import _json
 log = Logger()
 
 
-def limited_request_factory(max_body_bytes):
+def limited_request_factory(max_body_bytes, larger=None):
     """
-    A L{Request} class that refuses bodies over C{max_body_bytes}.
+    A L{Request} class that refuses bodies over C{max_body_bytes}, or over
+    the limit C{larger} gives a C{(method, path)} (the path without its
+    query), such as an upload's: nobody may make the server spool an
+    upload's worth of body to a route that reads a small one.
     """
+    larger = dict(larger or {})
 
     class LimitedRequest(Request):
         max_body = max_body_bytes
@@ -26,6 +30,11 @@ def limited_request_factory(max_body_bytes):
         _received = 0
 
         def gotLength(self, length):
+            # The request line is the channel's until the body is in.
+            channel = self.channel
+            route = (getattr(channel, "_command", None),
+                     (getattr(channel, "_path", None) or b"").split(b"?", 1)[0])
+            self.max_body = larger.get(route, max_body_bytes)
             if length is not None and length > self.max_body:
                 self._refuse()
                 return

@@ -6,7 +6,7 @@ and the WebSocket endpoint, side by side.
 from twisted.web.server import Site
 
 from chatd.web.accesslog import access_log_formatter
-from chatd.web.api import MULTIPART_OVERHEAD, ChatApi
+from chatd.web.api import MAX_JSON_BYTES, MULTIPART_OVERHEAD, ChatApi
 from chatd.web.cors import CorsPolicy, CorsResource
 from chatd.web.health import HealthResource
 from chatd.web.limits import limited_request_factory
@@ -44,6 +44,12 @@ def max_body_bytes(config):
 
 
 def build_site(root, reactor, max_body=None):
+    """
+    The HTTP site over C{root}. With C{max_body}, only an upload (C{POST
+    /file}) may have a body that large; every other route reads a JSON
+    body of at most L{MAX_JSON_BYTES}, and larger ones are refused before
+    they are stored.
+    """
     # Bodies are parsed by the routes, which answer malformed ones with the
     # envelope; Twisted's form parser answers some with a bare 400 and
     # crashes on others (a multipart field named with name*=).
@@ -51,5 +57,6 @@ def build_site(root, reactor, max_body=None):
                 parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     if max_body is not None:
-        site.requestFactory = limited_request_factory(max_body)
+        site.requestFactory = limited_request_factory(
+            MAX_JSON_BYTES, {(b"POST", b"/file"): max_body})
     return site
