@@ -479,6 +479,16 @@ def override(config, source="command line", **changes):
     return config
 
 
+def _without_password(parts):
+    """
+    A split URL as text for messages, its password (if any) starred out.
+    """
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        parts = parts._replace(netloc=userinfo.split(":", 1)[0] + ":***@" + host)
+    return parts.geturl()
+
+
 def parse_database_url(url):
     """
     Split a database URL into C{(engine_name, parameters)}.
@@ -494,16 +504,17 @@ def parse_database_url(url):
             raise ConfigError(f"database URL {url!r}: give a file path")
         return "sqlite", {"path": path}
     parts = urlsplit(url)
+    shown = _without_password(parts)
     if parts.scheme != "mysql":
-        raise ConfigError(f"database URL {url!r}: use sqlite:/// or mysql://")
+        raise ConfigError(f"database URL {shown!r}: use sqlite:/// or mysql://")
     database = parts.path.lstrip("/")
     if not parts.hostname or not database:
         raise ConfigError(
-            f"database URL {url!r}: needs mysql://USER@HOST[:PORT]/DATABASE")
+            f"database URL {shown!r}: needs mysql://USER@HOST[:PORT]/DATABASE")
     try:
         port = parts.port or 3306
     except ValueError:
-        raise ConfigError(f"database URL {url!r}: bad port")
+        raise ConfigError(f"database URL {shown!r}: bad port")
     return "mysql", {
         "host": parts.hostname,
         "port": port,

@@ -199,3 +199,14 @@ class DatabaseUrlTests(SynchronousTestCase):
                     "mysql://h:notaport/db", "sqlite:///:memory:",
                     "sqlite:///file:x?mode=memory"]:
             self.assertRaises(ConfigError, parse_database_url, url)
+
+    def test_errors_hide_the_password(self):
+        """
+        A bad URL's error (printed, and logged to the journal) names it
+        without its password.
+        """
+        for url in ("mysql://chatd:S3cret@db:notaport/chatd", "mysql://chatd:S3cret@db",
+                    "pg://chatd:S3cret@db/chatd"):
+            error = self.assertRaises(ConfigError, parse_database_url, url)
+            self.assertNotIn("S3cret", str(error))
+            self.assertIn("chatd:***@db", str(error))
