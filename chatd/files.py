@@ -8,6 +8,7 @@ WebSocket for attachments.
 """
 
 import codecs
+import contextlib
 import hashlib
 import os
 import re
@@ -249,15 +250,21 @@ class FileStore:
         names them is committed.
         """
         if not os.path.isdir(self.directory):
-            os.makedirs(self.directory, exist_ok=True)
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
             _sync_directory(os.path.dirname(self.directory))
         final = os.path.join(self.directory, name)
         temporary = final + ".part"
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, final)
+        try:
+            with open(temporary, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            # A full disk must not be kept full by what failed to fit.
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise
         _sync_directory(self.directory)
         return hashlib.sha256(data).hexdigest()
 

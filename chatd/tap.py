@@ -85,7 +85,8 @@ def build_service(config, reactor, on_start_failure=None):
     endpoint. Children start in that order and stop in reverse.
     """
     root_service = SequentialService(on_start_failure)
-    os.makedirs(config.server.data_dir, exist_ok=True)
+    # The database, files and secrets are the service's alone.
+    os.makedirs(config.server.data_dir, mode=0o700, exist_ok=True)
     database = open_database(config, reactor)
     parts = build_parts(config, database, reactor)
     DatabaseService(database, reactor).setServiceParent(root_service)

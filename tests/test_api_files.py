@@ -201,6 +201,27 @@ class UploadTests(unittest.TestCase):
         self.assertEqual(flushed, [os.path.join(directory, stored.name + ".part"),
                                    directory])
 
+    async def test_failed_save_leaves_nothing(self):
+        """
+        A save that fails (the disk is full) leaves no partial file, and
+        the store's directory is the service's alone.
+        """
+        import errno
+
+        await self._setup()
+        await self.parts.files.save(None, PNG)
+        directory = self.parts.files.directory
+        self.assertEqual(os.stat(directory).st_mode & 0o777, 0o700)
+        before = sorted(os.listdir(directory))
+
+        def full(descriptor):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(files_module.os, "fsync", full)
+        with self.assertRaises(OSError):
+            await self.parts.files.save(None, PNG)
+        self.assertEqual(sorted(os.listdir(directory)), before)
+
     async def test_range(self):
         await self._setup()
         _, answer = await self.upload(self.alice["uuid"], PNG)

@@ -304,6 +304,9 @@ class DaemonProcessTests(SynchronousTestCase):
         self.assertEqual((status, body["status"]), (200, "ok"))
         self.assertTrue(os.path.exists(os.path.join(directory, "chatd-data",
                                                     "chatd.sqlite3")))
+        # The data directory is the service's alone, whatever the umask.
+        self.assertEqual(os.stat(os.path.join(directory, "chatd-data")).st_mode & 0o777,
+                         0o700)
         process.send_signal(signal.SIGTERM)
         self.assertEqual(process.wait(timeout=30), -signal.SIGTERM)
         with open(log_path) as f:

@@ -147,7 +147,7 @@ class SqliteEngine:
 
     def connection_pool(self, reactor):
         directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         return self._one_connection_pool(reactor, self.path, _SqliteConnection,
                                          self._on_new_main_connection)
 
