@@ -236,6 +236,23 @@ class WebsocketConfig:
         " (code 1008).",
         _positive,
     )
+    messages_per_second: float = _setting(
+        20.0,
+        "Messages one user may store a second on average, all devices"
+        " together; more are refused with a rate_limited error frame."
+        " 0: no limit.",
+        _not_negative,
+    )
+    messages_burst: int = _setting(
+        200, "Messages one user may store at once before messages_per_second"
+        " applies.", _positive,
+    )
+    attachment_bytes_per_hour: int = _setting(
+        1024 * 1024 * 1024,
+        "Bytes of attachments one user may store an hour, all devices"
+        " together (up to a quarter of it at once); 0: no limit.",
+        _not_negative,
+    )
     batch_size: int = _setting(
         256,
         "Most messages stored in one transaction (group commit); at most"

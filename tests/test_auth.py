@@ -67,6 +67,23 @@ class RateLimiterTests(unittest.TestCase):
             limiter.charge("a")
         self.assertRaises(TooManyRequests, limiter.check, "a")
 
+    def test_amounts(self):
+        """
+        A bucket of bytes: a check asks for the amount, a charge takes it;
+        an amount over the burst waits for a full bucket, not forever.
+        """
+        clock = Clock()
+        limiter = RateLimiter(clock, burst=1000, per_hour=3600)
+        limiter.check("a", 600)
+        limiter.charge("a", 600)
+        error = self.assertRaises(TooManyRequests, limiter.check, "a", 600)
+        self.assertEqual(error.retry_after, 200)
+        limiter.check("a", 400)
+        clock.advance(200)
+        limiter.check("a", 600)
+        limiter.charge("a", 600)
+        self.assertEqual(limiter.retry_after("a", 5000), 1000)
+
     def test_refund(self):
         clock = Clock()
         limiter = RateLimiter(clock, burst=1, per_hour=0)
@@ -96,6 +113,25 @@ class RateLimiterTests(unittest.TestCase):
         clock.advance(10)
         limiter.charge("last")
         self.assertEqual(len(limiter), 1)
+
+    def test_pruned_at_most_every_ten_seconds(self):
+        """
+        On the message path thousands of charges a second must not each
+        thousand look at every bucket.
+        """
+        clock = Clock()
+        limiter = RateLimiter(clock, burst=5, per_hour=3600 * 1000)
+        for n in range(1024):
+            limiter.charge(f"k{n}")
+        self.assertEqual(len(limiter), 1024)  # looked at; none full yet
+        clock.advance(1)  # every bucket full again
+        for n in range(1024):
+            limiter.charge(f"j{n}")
+        self.assertEqual(len(limiter), 2048)  # not looked at: too soon
+        clock.advance(9)
+        for n in range(1024):
+            limiter.charge(f"i{n}")
+        self.assertEqual(len(limiter), 1024)  # the full ones forgotten
 
 
 class ValidationTests(unittest.TestCase):

@@ -348,6 +348,42 @@ class ChatTests(WebSocketTestCase):
         self.assertEqual(await self.stored_files(), ([name], [name]))
         self.flushLoggedErrors(ConnectionError)
 
+    async def test_messages_rate_limited_per_user(self):
+        """
+        A user's stored messages are limited across all devices: past the
+        burst each is refused (rate_limited), not stored and not acked;
+        the bucket refills. Attachments have a budget of bytes too.
+        """
+        await self.start(websocket_messages_per_second=1.0, websocket_messages_burst=3,
+                         websocket_attachment_bytes_per_hour=4 * len(PNG) * 3)
+        first, second = await self.connect(self.alice), await self.connect(self.alice)
+        for n, client in enumerate((first, second, first)):
+            client.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
+                        messageType=1, clientMsgId=f"m{n}")
+            await client.next_of("ack")
+        second.send(to=self.bob.uuid, content="m3", contentType=1, messageType=1,
+                    clientMsgId="m3")
+        error = await second.next_of("error")
+        self.assertEqual((error.errorCode, error.clientMsgId), ("rate_limited", "m3"))
+        self.assertEqual(await self.stored_count(), 3)
+        await sleep(1.1)
+        first.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG,
+                   clientMsgId="f1")
+        await first.next_of("ack")
+        self.assertEqual(error.content, "too many messages; try again in 1 seconds")
+        await sleep(3.2)
+        # The attachment budget: three PNGs at once; the fourth waits.
+        for n in range(2):
+            first.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG,
+                       clientMsgId=f"f{n + 2}")
+            await first.next_of("ack")
+        first.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG,
+                   clientMsgId="f4")
+        error = await first.next_of("error")
+        self.assertEqual(error.errorCode, "rate_limited")
+        self.assertTrue(error.content.startswith("too many bytes of attachments"), error)
+        self.assertEqual(await self.stored_count(), 6)
+
     async def test_admin_broadcast(self):
         await self.start()
         admin = await create_user(self.database, "root", is_admin=True)

@@ -3,8 +3,9 @@ Token-bucket rate limits, keyed by anything (a client address, an account),
 on an injected clock.
 
 A bucket holds up to C{burst} tokens and refills at C{per_hour} tokens an
-hour. L{RateLimiter.check} refuses when a key's bucket is empty;
-L{RateLimiter.charge} takes one token, L{RateLimiter.refund} gives it back.
+hour. L{RateLimiter.check} refuses when a key's bucket is empty (or holds
+fewer than an amount: a bucket of bytes); L{RateLimiter.charge} takes one
+token (or the amount), L{RateLimiter.refund} gives one back.
 Callers charge before the slow work and refund when the attempt does not
 count, so that concurrent attempts cannot all pass the check before any is
 charged. Full buckets are forgotten, so memory stays proportional to the
@@ -15,7 +16,11 @@ import math
 
 from chatd.errors import TooManyRequests
 
+# Full buckets are looked for every this many charges, at most once in
+# _PRUNE_SECONDS: a limiter on the message path sees thousands of charges
+# a second, and a look at every bucket takes a few milliseconds at 10,000.
 _PRUNE_EVERY = 1024
+_PRUNE_SECONDS = 10.0
 
 
 class RateLimiter:
@@ -26,6 +31,7 @@ class RateLimiter:
         self._what = what
         self._buckets = {}
         self._charges = 0
+        self._pruned = None
 
     def _level(self, key, now):
         entry = self._buckets.get(key)
@@ -34,34 +40,38 @@ class RateLimiter:
         level, since = entry
         return min(self._burst, level + (now - since) * self._rate)
 
-    def retry_after(self, key):
+    def retry_after(self, key, amount=1):
         """
-        Seconds until C{key} may try again: 0 if it may now.
+        Seconds until C{key} may try again (with C{amount} tokens, at most
+        the burst): 0 if it may now.
         """
+        amount = min(amount, self._burst)
         level = self._level(key, self._clock.seconds())
-        if level >= 1:
+        if level >= amount:
             return 0
         if self._rate <= 0:
             return 3600
-        return max(1, math.ceil((1 - level) / self._rate))
+        return max(1, math.ceil((amount - level) / self._rate))
 
-    def check(self, key):
+    def check(self, key, amount=1):
         """
-        @raise TooManyRequests: C{key} has no token left.
+        @raise TooManyRequests: C{key} has fewer than C{amount} tokens left.
         """
-        wait = self.retry_after(key)
+        wait = self.retry_after(key, amount)
         if wait:
             raise TooManyRequests(
                 f"too many {self._what}; try again in {wait} seconds", wait)
 
-    def charge(self, key):
+    def charge(self, key, amount=1):
         """
-        Take one token from C{key}'s bucket (down to empty).
+        Take C{amount} tokens from C{key}'s bucket (down to empty).
         """
         now = self._clock.seconds()
-        self._buckets[key] = (max(0.0, self._level(key, now) - 1), now)
+        self._buckets[key] = (max(0.0, self._level(key, now) - amount), now)
         self._charges += 1
-        if self._charges % _PRUNE_EVERY == 0:
+        if self._charges % _PRUNE_EVERY == 0 and (
+                self._pruned is None or now - self._pruned >= _PRUNE_SECONDS):
+            self._pruned = now
             self._prune(now)
 
     def refund(self, key):

@@ -26,7 +26,8 @@ room (or they are gone; then C{connected} is false).
 from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.logger import Logger
 
-from chatd.errors import BadRequest, ChatError, Forbidden, PayloadTooLarge
+from chatd.auth.ratelimit import RateLimiter
+from chatd.errors import BadRequest, ChatError, Forbidden, PayloadTooLarge, TooManyRequests
 from chatd.handlers import addressing
 from chatd.protocol import frames
 from chatd.protocol.frames import Message, refuse
@@ -81,14 +82,22 @@ class Messaging:
     @param messages: the L{chatd.stores.messages.MessageStore} (for sync).
     @param files: the L{chatd.files.FileStore}.
     @param config: the L{chatd.config.WebsocketConfig}.
+    @param clock: the clock of the per-user rate limits.
     """
 
-    def __init__(self, hub, writer, messages, files, config):
+    def __init__(self, hub, writer, messages, files, config, clock):
         self._hub = hub
         self._writer = writer
         self._messages = messages
         self._files = files
         self._config = config
+        self._message_limit = (
+            RateLimiter(clock, config.messages_burst, config.messages_per_second * 3600,
+                        "messages") if config.messages_per_second else None)
+        per_hour = config.attachment_bytes_per_hour
+        self._attachment_limit = (
+            RateLimiter(clock, per_hour / 4, per_hour, "bytes of attachments")
+            if per_hour else None)
         # Each connection with a frame being prepared: a Deferred firing
         # once that frame is handed to the writer (the entry goes then).
         self._tails = {}
@@ -129,6 +138,7 @@ class Messaging:
         if not frame.to:
             return ensureDeferred(self.broadcast(connection, frame))
         try:
+            self._charge(self._message_limit, connection.user.id)
             # Nothing of this connection's being prepared: a text message
             # whose routing facts are cached is stored at once.
             prepared = (None if connection in self._tails
@@ -177,6 +187,22 @@ class Messaging:
         connection.send_frame(frames.ack_frame(
             frame.clientMsgId, stored.id, stored.created_at, frame.to,
             prepared.record.message_type))
+
+    @staticmethod
+    def _charge(limit, user_id, amount=1):
+        """
+        Take C{amount} from the user's bucket of C{limit} (if any).
+
+        @raise ChatError: the bucket has not that much left (rate_limited).
+        """
+        if limit is None:
+            return
+        try:
+            limit.check(user_id, amount)
+        except TooManyRequests as error:
+            error.frame_code = "rate_limited"
+            raise
+        limit.charge(user_id, amount)
 
     def _not_stored(self, failure, saved_file):
         self._discard(saved_file)
@@ -289,10 +315,12 @@ class Messaging:
                 raise refuse(PayloadTooLarge, "the file is larger than"
                              f" {self._files.max_bytes} bytes", "too_large")
             data, _ = frames.decode_data_url(content)
+            self._charge(self._attachment_limit, user.id, len(data))
             stored = await self._files.save(user.id, data, frame.fileSuffix)
             return frames.FILE, "", stored.name, True
         self._check_length(content)
         if frame.file:
+            self._charge(self._attachment_limit, user.id, len(frame.file))
             stored = await self._files.save(user.id, frame.file, frame.fileSuffix)
             return frames.content_type_for(stored.media_type), "", stored.name, True
         if content_type == frames.TEXT:

@@ -130,7 +130,7 @@ def build_realtime(config, database, reactor, parts):
                          batch_delay=ws.batch_delay)
     hub = Hub(parts.users, parts.social_store, parts.group_store, parts.events,
               max_connections_per_user=ws.max_connections_per_user)
-    messaging = Messaging(hub, writer, parts.messages, parts.files, ws)
+    messaging = Messaging(hub, writer, parts.messages, parts.files, ws, reactor)
     settings = Settings(
         cookie_name=config.auth.cookie_name,
         cors=CorsPolicy(config.server.allowed_origins,
