@@ -63,6 +63,7 @@ from chatd.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    PayloadTooLarge,
     TooManyRequests,
 )
 from chatd.protocol.frames import WEBRTC, Message, error_code, refuse
@@ -270,6 +271,7 @@ class CallManager(Service):
         self._calls = {}
         self._dial_buckets = {}
         self._media_buckets = {}
+        self._signal_buckets = {}
         self._media_notices = {}
 
     # Looking.
@@ -532,6 +534,7 @@ class CallManager(Service):
             if self._calls.get(user.id) is call:
                 del self._calls[user.id]
             self._media_buckets.pop(user.id, None)
+            self._signal_buckets.pop(user.id, None)
         if call.state == RINGING:
             caller_device = call.devices[CALLER]
             if caller_device is not None and caller_device is not actor:
@@ -615,6 +618,11 @@ class CallManager(Service):
 
     def _signal(self, device, frame):
         call, side = self._in_call(device)
+        limit = self._config.max_signal_bytes
+        if frame.ByteSize() > limit:
+            raise refuse(PayloadTooLarge, f"call signalling frames are at most {limit}"
+                         " bytes", "too_large")
+        self._charge_signal(device.user.id)
         if call.state == RINGING:
             targets = call.ringing if side == CALLER else [call.devices[CALLER]]
         else:
@@ -643,6 +651,22 @@ class CallManager(Service):
             self._media_notices[device] = now
             raise
         self._relay(frame, call, side, [call.devices[_OTHER[side]]])
+
+    def _charge_signal(self, user_id):
+        """
+        Take a signalling frame from the sender's allowance.
+
+        @raise TooManyRequests: over the allowance.
+        """
+        now = self.clock.seconds()
+        bucket = self._signal_buckets.get(user_id)
+        if bucket is None:
+            rate = self._config.signal_frames_per_second
+            bucket = self._signal_buckets[user_id] = _Bucket(4 * rate, rate, now)
+        if bucket.refill(now) < 1 - _EPSILON:
+            raise _too_many("call signalling frames arrive faster than allowed",
+                            "signal_rate", 1)
+        bucket.level -= 1
 
     def _charge_media(self, user_id, size):
         """

@@ -302,6 +302,14 @@ class CallsConfig:
     dials_per_minute: float = _setting(
         6.0, "Calls one user may start per minute after the burst.", _positive
     )
+    signal_frames_per_second: float = _setting(
+        20.0, "Call signalling frames (offers, answers, ICE candidates) one"
+        " user may send per second, after a burst of four times as many.",
+        _positive,
+    )
+    max_signal_bytes: int = _setting(
+        64 * 1024, "Largest call signalling frame relayed.", _positive
+    )
     media_frames_per_second: float = _setting(
         30.0, "Video and screen-share frames one user may send per second.",
         _positive,

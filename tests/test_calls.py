@@ -703,6 +703,26 @@ class SignalTests(CallTestCase):
                          contentType=calls.VOICE_SIGNAL, content=self.OFFER)
         self.assertEqual((a.frames, b.frames), ([], []))
 
+    def test_size_and_rate_limited(self):
+        """
+        A signalling frame over max_signal_bytes is refused, not relayed;
+        past a burst of four seconds' worth, frames are refused until the
+        allowance refills.
+        """
+        a, b = self.active_call()
+        self.refused("too_large", a, contentType=calls.VOICE_SIGNAL,
+                     content="x" * (64 * 1024))
+        self.assertEqual(b.frames, [])
+        for _ in range(80):
+            self.send(a, content=self.ICE)
+        self.assertEqual(len(b.take()), 80)
+        self.refused("signal_rate", a, content=self.ICE)
+        self.send(b, content=self.ICE)  # the other party has its own
+        self.assertEqual(len(a.take()), 1)
+        self.clock.advance(0.05)
+        self.send(a, content=self.ICE)
+        self.assertEqual(len(b.take()), 1)
+
     def test_device_unknown_to_the_manager(self):
         a, (b,) = self.ringing_call()
         late = self.connect(self.bob, "late")
