@@ -1,7 +1,8 @@
 """
 End-to-end flows on a real loopback server: register, log in, use the
 cookie, upload an avatar and fetch it back with a Range request; the body
-limit enforced while a request streams in; CORS; the Secure cookie on TLS.
+limit enforced while a request streams in; CORS; the Secure cookie and HSTS
+on TLS.
 """
 
 import json
@@ -79,6 +80,7 @@ class FlowTests(unittest.TestCase):
         self.assertIn("HttpOnly", set_cookie)
         self.assertIn("SameSite=Lax", set_cookie)
         self.assertNotIn("Secure", set_cookie)
+        self.assertIsNone(response.headers.getRawHeaders("strict-transport-security"))
         cookie = set_cookie.split(";")[0]
         headers = {"Cookie": cookie}
         response, body = await self.call("GET", "/user/" + user["uuid"],
@@ -253,3 +255,9 @@ class FlowTests(unittest.TestCase):
         await response.content()
         self.assertEqual(response.code, 200)
         self.assertIn("Secure", response.headers.getRawHeaders("set-cookie")[0])
+        self.assertEqual(response.headers.getRawHeaders("strict-transport-security"),
+                         ["max-age=31536000"])
+        response = await client.get(url + "/healthz")
+        await response.content()
+        self.assertEqual(response.headers.getRawHeaders("strict-transport-security"),
+                         ["max-age=31536000"])

@@ -43,6 +43,12 @@ class ChatRoot(Resource):
         self._static = static
         self._prefix = _Prefix(api)
 
+    def getChildWithDefault(self, name, request):
+        if request.isSecure():
+            # A browser that was here over TLS keeps to it for a year.
+            request.setHeader(b"strict-transport-security", b"max-age=31536000")
+        return super().getChildWithDefault(name, request)
+
     def getChild(self, name, request):
         if name == API_PREFIX[0]:
             return self._prefix
