@@ -183,6 +183,39 @@ class GroupTests(unittest.TestCase):
                 token=self.alice_token)
             self.assertEqual(code, status, uuid)
 
+    async def test_removed_member_stays_out_until_the_owner_lifts_it(self):
+        """
+        A member the owner removed cannot join again (joining is open);
+        one who left may. The owner alone may lift the removal.
+        """
+        await self._setup()
+        group = await self.create()
+        for user, token in ((self.bob, self.bob_token), (self.carol, self.carol_token)):
+            await self.join(user, token, group)
+        await self.client.call("DELETE", f"/group/user/{group['uuid']}/{self.bob['uuid']}",
+                               token=self.alice_token)
+        await self.client.call("POST", f"/group/leave/{self.carol['uuid']}/{group['uuid']}",
+                               token=self.carol_token)
+        code, answer = await self.join(self.bob, self.bob_token, group)
+        self.assertEqual((code, answer["msg"]),
+                         (403, "the group's owner removed you from it"))
+        code, _ = await self.join(self.carol, self.carol_token, group)
+        self.assertEqual(code, 200)
+        lift = f"/group/removed/{group['uuid']}/{self.bob['uuid']}"
+        for token, status in ((self.bob_token, 403), (self.carol_token, 403)):
+            code, _ = await self.client.call("DELETE", lift, token=token)
+            self.assertEqual(code, status)
+        code, _ = await self.client.call(
+            "DELETE", f"/group/removed/{group['uuid']}/{self.carol['uuid']}",
+            token=self.alice_token)
+        self.assertEqual(code, 404)
+        code, _ = await self.client.call("DELETE", lift, token=self.alice_token)
+        self.assertEqual(code, 200)
+        code, _ = await self.join(self.bob, self.bob_token, group)
+        self.assertEqual(code, 200)
+        self.assertEqual(sorted(await self.members(group, self.alice_token)),
+                         ["alice", "bob", "carol"])
+
     async def test_delete_removes_attachments_nothing_else_uses(self):
         """
         Deleting a group deletes the files its messages carried (record and

@@ -9,6 +9,7 @@ from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.handlers import validation
 from chatd.handlers.common import require_self
 from chatd.stores import now_ms
+from chatd.stores.groups import ALREADY_MEMBER, REMOVED
 
 
 class Groups:
@@ -79,12 +80,15 @@ class Groups:
     async def join(self, identity, user_uuid, group_uuid):
         """
         @raise Conflict: the caller already is a member.
+        @raise Forbidden: the owner removed the caller from the group.
         """
         await require_self(self._users, identity, user_uuid, "userUuid")
         group = await self.get(group_uuid)
-        if not await self._groups.join(group.id, identity.user_id,
-                                       now_ms(self._clock)):
+        joined = await self._groups.join(group.id, identity.user_id, now_ms(self._clock))
+        if joined == ALREADY_MEMBER:
             raise Conflict("you already are a member of this group")
+        if joined == REMOVED:
+            raise Forbidden("the group's owner removed you from it")
         self._events.publish(event_names.MEMBER_JOINED, group_id=group.id,
                              user_id=identity.user_id)
         return group
@@ -136,10 +140,23 @@ class Groups:
             raise NotFound("no such user")
         if user.id == group.owner_id:
             raise BadRequest("userUuid: the owner cannot be removed")
-        if not await self._groups.leave(group.id, user.id):
+        if not await self._groups.remove(group.id, user.id, now_ms(self._clock)):
             raise NotFound("that user is not a member of this group")
         self._events.publish(event_names.MEMBER_LEFT, group_id=group.id,
                              user_id=user.id)
+
+    async def lift_removal(self, identity, group_uuid, user_uuid):
+        """
+        Let a user the owner removed join again (the owner only).
+        """
+        group = await self._get_as_owner(identity, group_uuid)
+        if not user_uuid or not isinstance(user_uuid, str):
+            raise BadRequest("userUuid: required")
+        user = await self._users.get_by_uuid(user_uuid)
+        if user is None:
+            raise NotFound("no such user")
+        if not await self._groups.lift_removal(group.id, user.id):
+            raise NotFound("that user was not removed from this group")
 
     async def delete(self, identity, group_uuid):
         """

@@ -18,6 +18,9 @@ class Group:
     created_at: int
 
 
+# What L{GroupStore.join} did.
+JOINED, ALREADY_MEMBER, REMOVED = "joined", "already a member", "removed"
+
 _GROUP_COLUMNS = "g.id, g.uuid, g.owner_id, g.name, g.notice, g.created_at"
 
 
@@ -132,18 +135,53 @@ class GroupStore:
 
     async def join(self, group_id, user_id, now):
         """
-        Add a member. Return False if the user already was one.
+        Add a member, unless the owner removed them.
+
+        @return: L{JOINED}, L{ALREADY_MEMBER} or L{REMOVED}.
         """
         return await self._database.run(
             "join_group", self._join_txn, group_id, user_id, now)
 
     def _join_txn(self, txn, group_id, user_id, now):
         if self._is_member_txn(txn, group_id, user_id):
-            return False
+            return ALREADY_MEMBER
+        txn.execute("SELECT 1 FROM group_removals WHERE group_id = ? AND user_id = ?",
+                    (group_id, user_id))
+        if txn.fetchone() is not None:
+            return REMOVED
         txn.execute(
             "INSERT INTO group_members (group_id, user_id, joined_at)"
             " VALUES (?, ?, ?)", (group_id, user_id, now))
+        return JOINED
+
+    async def remove(self, group_id, user_id, now):
+        """
+        Remove a member for good: they cannot join again until
+        L{lift_removal}. Return False if the user was not a member.
+        """
+        return await self._database.run(
+            "remove_group_member", self._remove_txn, group_id, user_id, now)
+
+    def _remove_txn(self, txn, group_id, user_id, now):
+        if not self._leave_txn(txn, group_id, user_id):
+            return False
+        txn.execute("DELETE FROM group_removals WHERE group_id = ? AND user_id = ?",
+                    (group_id, user_id))
+        txn.execute("INSERT INTO group_removals (group_id, user_id, removed_at)"
+                    " VALUES (?, ?, ?)", (group_id, user_id, now))
         return True
+
+    async def lift_removal(self, group_id, user_id):
+        """
+        Let a removed user join again. Return False if they were not removed.
+        """
+        return await self._database.run(
+            "lift_group_removal", self._lift_txn, group_id, user_id)
+
+    def _lift_txn(self, txn, group_id, user_id):
+        txn.execute("DELETE FROM group_removals WHERE group_id = ? AND user_id = ?",
+                    (group_id, user_id))
+        return txn.rowcount > 0
 
     async def leave(self, group_id, user_id):
         """
@@ -195,5 +233,6 @@ class GroupStore:
         txn.execute("DELETE FROM messages WHERE conversation = ?", (conversation,))
         txn.execute("DELETE FROM group_members WHERE group_id = ?",
                     (group_id,))
+        txn.execute("DELETE FROM group_removals WHERE group_id = ?", (group_id,))
         txn.execute("DELETE FROM chat_groups WHERE id = ?", (group_id,))
         return members, forget_unused_files_txn(txn, attached)

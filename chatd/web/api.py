@@ -593,6 +593,12 @@ class ChatApi:
         await self._groups.remove_member(identity, group_uuid, user_uuid)
         return envelope.success(request)
 
+    @app.route("/group/removed/<group_uuid>/<user_uuid>", methods=["DELETE"])
+    async def lift_removal(self, request, group_uuid, user_uuid):
+        identity = await self._identity(request)
+        await self._groups.lift_removal(identity, group_uuid, user_uuid)
+        return envelope.success(request)
+
     @app.route("/group/<group_uuid>", methods=["PUT"])
     async def update_group(self, request, group_uuid):
         identity = await self._identity(request)
