@@ -872,6 +872,34 @@ class SyncTests(WebSocketTestCase):
 
 
 class RestartTests(WebSocketTestCase):
+    async def test_every_message_stored_at_shutdown_is_acknowledged(self):
+        """
+        A stopping server reads no more frames, but answers those it took:
+        every message it stored is acknowledged before the connection
+        closes (1001), so a client resends only what was not stored.
+        """
+        await self.start()
+        alice = await self.connect(self.alice)
+        for n in range(200):
+            alice.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
+                       messageType=1, clientMsgId=f"c{n}")
+        acked = {(await alice.next_of("ack")).id}
+        await self.service.stopService()
+        code, _ = await alice.closed
+        self.assertEqual(code, 1001)
+        while True:
+            try:
+                frame = await alice.next(timeout=0.5)
+            except Exception:
+                break
+            if frame.type == "ack":
+                acked.add(frame.id)
+        self.service = await start_server(self, self.config)
+        self.database = server_database(self.service)
+        stored = {m.id for m in await self.history(self.alice)}
+        self.assertGreater(len(stored), 1)
+        self.assertEqual(stored, acked)
+
     async def test_acknowledged_messages_survive_a_restart(self):
         """
         Stop the daemon while messages flow and start it again: every

@@ -132,6 +132,7 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
     _buffer = None
     _gone = False
     _gone_waiters = ()
+    _going_away = False
 
     # The opening handshake.
 
@@ -230,7 +231,7 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
     # Frames in.
 
     def onMessage(self, payload, isBinary):
-        if not self.connected:
+        if not self.connected or self._going_away:
             return
         if not isBinary:
             self._send_error(frames.refuse(
@@ -278,7 +279,7 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
         if self._reading_paused and self._pending < max(
                 1, self.factory.settings.max_pending_frames // 2):
             self._reading_paused = False
-            if self.connected:
+            if self.connected and not self._going_away:
                 self.transport.resumeProducing()
 
     def _failed(self, failure, frame):
@@ -415,10 +416,20 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
 
     def close_going_away(self):
         """
-        Close because the server stops; the Deferred fires when the
-        connection is gone and the frames it sent before are handled (so
-        that they are stored, or refused, before the database closes).
+        Close because the server stops: read no more frames, let those in
+        hand finish (stored, or refused, and answered: a message stored
+        gets its ack), then close with 1001. The Deferred fires when the
+        connection is gone and its frames are handled, before the database
+        closes.
         """
+        self._going_away = True
+        if self.connected and self.transport is not None:
+            self.transport.pauseProducing()
+        handled = self._handled()
+        handled.addCallback(lambda _: self._close_gone_away())
+        return DeferredList([handled, self._wait_gone()])
+
+    def _close_gone_away(self):
         self._detach()
         if self.state == self.STATE_OPEN:
             # Autobahn's sendClose only takes application codes; 1001
@@ -427,7 +438,6 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
                                 isReply=False)
         elif self.transport is not None and self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)
-        return DeferredList([self._wait_gone(), self._handled()])
 
     def end_session(self, reason):
         """
