@@ -431,6 +431,10 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
 
     def _close_gone_away(self):
         self._detach()
+        if self.transport is not None:
+            # Read again: the close handshake, and the end of the
+            # connection, come that way (frames are ignored now).
+            self.transport.resumeProducing()
         if self.state == self.STATE_OPEN:
             # Autobahn's sendClose only takes application codes; 1001
             # (going away) is the standard one for a server that stops.
