@@ -159,6 +159,9 @@ class UploadTests(unittest.TestCase):
                          ["nosniff"])
         self.assertIsNone(headers.getRawHeaders("content-disposition"))
         self.assertEqual(headers.getRawHeaders("accept-ranges"), ["bytes"])
+        # Browsers may keep it; shared caches may not (recall deletes it).
+        self.assertEqual(headers.getRawHeaders("cache-control"),
+                         ["private, max-age=31536000, immutable"])
 
     async def test_replaced_avatar_removed_unless_used(self):
         await self._setup()

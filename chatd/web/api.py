@@ -544,7 +544,9 @@ class ChatApi:
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"content-security-policy",
                           b"default-src 'none'; sandbox")
-        request.setHeader(b"cache-control", b"public, max-age=31536000, immutable")
+        # Names are never reused, but a recall or a group's deletion
+        # deletes a file: only the browser may keep it, no shared cache.
+        request.setHeader(b"cache-control", b"private, max-age=31536000, immutable")
         if not is_inline(stored.media_type):
             request.setHeader(
                 b"content-disposition",
