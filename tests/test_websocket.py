@@ -872,6 +872,30 @@ class SyncTests(WebSocketTestCase):
 
 
 class RestartTests(WebSocketTestCase):
+    async def test_stop_does_not_wait_for_a_reader_that_does_not_read(self):
+        """
+        A sync waiting for a client that does not read gives up when the
+        server stops, instead of holding the stop for good.
+        """
+        from chatd.stores.messages import ONE_TO_ONE, NewMessage
+
+        await self.start(websocket_sync_page_size=2)
+        await self.service.parts.messages.insert_batch(
+            [NewMessage(self.alice.id, f"s{n}", ONE_TO_ONE, self.bob.id, 1, f"m{n}")
+             for n in range(10)], 5)
+        bob = await self.connect(self.bob)
+        [connection] = self.service.realtime.hub.connections_of(self.bob.id)
+        connection._buffer.pauseProducing()  # as if the client stopped reading
+        bob.send(type="sync", sinceId=0)
+        await sleep(0.2)
+        stopped = []
+        self.service.stopService().addBoth(stopped.append)
+        for _ in range(50):
+            if stopped:
+                break
+            await sleep(0.1)
+        self.assertEqual(stopped, [None])
+
     async def test_every_message_stored_at_shutdown_is_acknowledged(self):
         """
         A stopping server reads no more frames, but answers those it took:

@@ -18,9 +18,10 @@ to it.
     no C{to} is a broadcast, for administrators only.
   - Sync replays what a user missed, in pages, then a "done" frame.
 
-Connections (see L{chatd.hub}) also have C{send_frame(message)} and
+Connections (see L{chatd.hub}) also have C{send_frame(message)},
 C{wait_writable()}, a Deferred that fires once their outgoing buffer has
-room (or they are gone; then C{connected} is false).
+room (or they are gone; then C{connected} is false), and C{going_away},
+true once the server is stopping (a sync then stops).
 """
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail
@@ -395,7 +396,7 @@ class Messaging:
                 break
             page = await self._messages.since(
                 user.id, group_ids, last, min(page_size, wanted - sent))
-            if not connection.connected:
+            if not connection.connected or connection.going_away:
                 return
             for message in page:
                 connection.send_frame(self._replay_frame(message))
@@ -404,7 +405,7 @@ class Messaging:
             if len(page) < min(page_size, wanted - sent + len(page)):
                 break
             await connection.wait_writable()
-            if not connection.connected:
+            if not connection.connected or connection.going_away:
                 return
         connection.send_frame(frames.sync_done_frame(last, more))
 

@@ -83,6 +83,13 @@ class OutgoingBuffer:
     def stopProducing(self):
         self._wake()
 
+    def release(self):
+        """
+        Fire every L{wait_writable} Deferred now: nobody should wait to
+        send any more (the server is stopping).
+        """
+        self._wake()
+
     def _wake(self):
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -132,7 +139,8 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
     _buffer = None
     _gone = False
     _gone_waiters = ()
-    _going_away = False
+    # True once the server is stopping (L{close_going_away}).
+    going_away = False
 
     # The opening handshake.
 
@@ -231,7 +239,7 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
     # Frames in.
 
     def onMessage(self, payload, isBinary):
-        if not self.connected or self._going_away:
+        if not self.connected or self.going_away:
             return
         if not isBinary:
             self._send_error(frames.refuse(
@@ -279,7 +287,7 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
         if self._reading_paused and self._pending < max(
                 1, self.factory.settings.max_pending_frames // 2):
             self._reading_paused = False
-            if self.connected and not self._going_away:
+            if self.connected and not self.going_away:
                 self.transport.resumeProducing()
 
     def _failed(self, failure, frame):
@@ -362,9 +370,9 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
     def wait_writable(self):
         """
         A Deferred firing when the outgoing buffer has room again (or the
-        connection is gone).
+        connection is gone, or going away).
         """
-        if not self.connected:
+        if not self.connected or self.going_away:
             return succeed(None)
         return self._buffer.wait_writable()
 
@@ -422,9 +430,12 @@ class ChatServerProtocol(CompactConnection, KeepAliveConnection, LeanFraming,
         connection is gone and its frames are handled, before the database
         closes.
         """
-        self._going_away = True
+        self.going_away = True
         if self.connected and self.transport is not None:
             self.transport.pauseProducing()
+        if self._buffer is not None:
+            # A sync waiting for a reader that does not read gives up.
+            self._buffer.release()
         handled = self._handled()
         handled.addCallback(lambda _: self._close_gone_away())
         return DeferredList([handled, self._wait_gone()])
