@@ -107,13 +107,18 @@ class UploadTests(unittest.TestCase):
             body, headers = multipart(
                 fields + [(f"f{i}", "x") for i in range(extra)],
                 [("file", "me.png", PNG)])
-            headers["Content-Type"] = headers["Content-Type"].replace(
-                "boundary=", "Boundary=")
-            code, answer = await self.client.call(
-                "POST", "/file", token=self.token, data=body, headers=headers)
-            self.assertEqual(code, status, extra)
-            if status == 400:
-                self.assertEqual(answer["msg"], "body: more than 16 parts")
+            boundary = headers["Content-Type"].partition("boundary=")[2]
+            # Every way the parser reads a boundary is counted.
+            for form in (f"Boundary={boundary}", f'boundary="{boundary}"',
+                         f"boundary*=utf-8''{boundary}", f"boundary = {boundary}",
+                         f"boundary*0={boundary[:5]}; boundary*1={boundary[5:]}",
+                         f"xboundary=nothing; boundary={boundary}"):
+                headers["Content-Type"] = "multipart/form-data; " + form
+                code, answer = await self.client.call(
+                    "POST", "/file", token=self.token, data=body, headers=headers)
+                self.assertEqual(code, status, (extra, form))
+                if status == 400:
+                    self.assertEqual(answer["msg"], "body: more than 16 parts")
 
     async def test_parsed_off_the_event_loop(self):
         """

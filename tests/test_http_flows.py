@@ -140,11 +140,12 @@ class FlowTests(unittest.TestCase):
             head, _, body = answer.partition(b"\r\n\r\n")
             self.assertTrue(head.startswith(b"HTTP/1.1 413 "), (path, head))
             self.assertEqual(json.loads(body)["msg"], "the body is larger than 65536 bytes")
-        answer = await raw_exchange(port, [
-            b"POST /file?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            b"Content-Type: multipart/form-data; boundary=x\r\n"
-            b"Content-Length: 500000\r\n\r\n", b"--x\r\n" + b"x" * 499995])
-        self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer[:80])
+        for path in (b"/file?x=1", b"/api/v1/file"):
+            answer = await raw_exchange(port, [
+                b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\n"
+                b"Content-Length: 500000\r\n\r\n", b"--x\r\n" + b"x" * 499995])
+            self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), (path, answer[:80]))
 
     async def test_expect_continue_over_limit(self):
         await self._server(files_max_upload_bytes=1000)
@@ -189,6 +190,10 @@ class FlowTests(unittest.TestCase):
             response, answer = await self.call("POST", path, data=body, headers=headers)
             self.assertEqual(response.code, 400, (path, answer))
             self.assertEqual(json.loads(answer)["code"], -1)
+        headers["Content-Type"] = "multipart/form-data"
+        response, answer = await self.call("POST", "/file", data=b"--X--\r\n", headers=headers)
+        self.assertEqual((response.code, json.loads(answer)["msg"]),
+                         (400, "body: multipart/form-data needs an ASCII boundary"))
 
     async def test_body_under_limit_passes(self):
         await self._server()

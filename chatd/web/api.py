@@ -208,9 +208,12 @@ def read_multipart(request, limit):
     raw = content.read(limit + MULTIPART_OVERHEAD + 1)
     if len(raw) > limit + MULTIPART_OVERHEAD:
         raise PayloadTooLarge(f"the file is larger than {limit} bytes")
-    at = content_type.lower().find(b"boundary=")
-    boundary = content_type[at + 9:].split(b";")[0].strip(b' "') if at >= 0 else b""
-    if boundary and raw.count(b"--" + boundary) > MAX_MULTIPART_PARTS + 1:
+    # The boundary as the parser will read it (quoted, RFC 2231, ...).
+    boundary = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type + b"\r\n\r\n", headersonly=True).get_boundary()
+    if not boundary or not boundary.isascii():
+        raise BadRequest("body: multipart/form-data needs an ASCII boundary")
+    if raw.count(b"--" + boundary.encode("ascii")) > MAX_MULTIPART_PARTS + 1:
         raise BadRequest(f"body: more than {MAX_MULTIPART_PARTS} parts")
     return content_type, raw
 

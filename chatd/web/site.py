@@ -11,7 +11,7 @@ from chatd.web.cors import CorsPolicy, CorsResource
 from chatd.web.health import HealthResource
 from chatd.web.limits import limited_request_factory
 from chatd.web.proxy import ProxyPolicy
-from chatd.web.root import ChatRoot
+from chatd.web.root import API_PREFIX, ChatRoot
 from chatd.web.static import SpaResource
 
 
@@ -46,7 +46,8 @@ def max_body_bytes(config):
 def build_site(root, reactor, max_body=None):
     """
     The HTTP site over C{root}. With C{max_body}, only an upload (C{POST
-    /file}) may have a body that large; every other route reads a JSON
+    /file}, also under C{/api/v1}) may have a body that large; every other
+    route reads a JSON
     body of at most L{MAX_JSON_BYTES}, and larger ones are refused before
     they are stored.
     """
@@ -57,6 +58,7 @@ def build_site(root, reactor, max_body=None):
                 parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     if max_body is not None:
+        uploads = (b"/file", b"/".join((b"", *API_PREFIX, b"file")))
         site.requestFactory = limited_request_factory(
-            MAX_JSON_BYTES, {(b"POST", b"/file"): max_body})
+            MAX_JSON_BYTES, {(b"POST", path): max_body for path in uploads})
     return site
