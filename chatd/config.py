@@ -185,6 +185,12 @@ class FilesConfig:
         10 * 1024 * 1024, "Largest file accepted (uploads and attachments).",
         _positive,
     )
+    upload_bytes_per_hour: int = _setting(
+        1024 * 1024 * 1024,
+        "Bytes of files (attachments and avatars) one user may store an"
+        " hour, up to a quarter of it at once; 0: no limit.",
+        _not_negative,
+    )
 
 @dataclass(frozen=True)
 class WebsocketConfig:
@@ -246,12 +252,6 @@ class WebsocketConfig:
     messages_burst: int = _setting(
         200, "Messages one user may store at once before messages_per_second"
         " applies.", _positive,
-    )
-    attachment_bytes_per_hour: int = _setting(
-        1024 * 1024 * 1024,
-        "Bytes of attachments one user may store an hour, all devices"
-        " together (up to a quarter of it at once); 0: no limit.",
-        _not_negative,
     )
     batch_size: int = _setting(
         256,

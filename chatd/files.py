@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from chatd.errors import BadRequest, NotFound, PayloadTooLarge
+from chatd.auth.ratelimit import RateLimiter
+from chatd.errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests
 from chatd.stores import now_ms
 
 log = Logger()
@@ -211,37 +212,66 @@ class FileStore:
     @param records: a L{chatd.stores.files.FileRecordStore}.
     @param max_bytes: the largest file accepted.
     @param reactor: for the clock and the thread pool writes run in.
+    @param bytes_per_hour: what one owner may store an hour (a quarter of
+        it at once); 0 for no limit.
     """
 
-    def __init__(self, directory, records, max_bytes, reactor):
+    def __init__(self, directory, records, max_bytes, reactor, bytes_per_hour=0):
         self.directory = os.path.abspath(directory)
         self.max_bytes = max_bytes
         self._records = records
         self._reactor = reactor
+        self._budget = (RateLimiter(reactor, bytes_per_hour / 4, bytes_per_hour,
+                                    "bytes of files") if bytes_per_hour else None)
 
     def path_of(self, name):
         return os.path.join(self.directory, check_name(name))
 
     async def save(self, owner_id, data, suffix_hint=""):
         """
-        Store C{data} under a new name.
+        Store C{data} under a new name, charged to C{owner_id}'s budget.
 
         @raise PayloadTooLarge: C{data} is over the limit.
         @raise BadRequest: C{data} is empty.
+        @raise TooManyRequests: the owner stored too much of late (its
+            error frame code is C{rate_limited}).
         """
         if len(data) > self.max_bytes:
             raise PayloadTooLarge(
                 f"the file is larger than {self.max_bytes} bytes")
         if not data:
             raise BadRequest("file: the file is empty")
+        self._charge(owner_id, len(data))
         media_type, extension = sniff(data, suffix_hint)
         name = f"{uuid_module.uuid4().hex}.{extension}"
-        digest = await deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(),
-            self._write, name, data)
+        try:
+            digest = await deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(),
+                self._write, name, data)
+        except BaseException:
+            self.refund(owner_id, len(data))
+            raise
         await self._records.add(name, owner_id, media_type, len(data),
                                 digest, now_ms(self._reactor))
         return StoredFile(name, media_type, len(data))
+
+    def refund(self, owner_id, size):
+        """
+        Give C{size} bytes back to C{owner_id}'s budget: what they saved was
+        not kept (a message resent, or not stored).
+        """
+        if self._budget is not None and owner_id is not None:
+            self._budget.refund(owner_id, size)
+
+    def _charge(self, owner_id, size):
+        if self._budget is None or owner_id is None:
+            return
+        try:
+            self._budget.check(owner_id, size)
+        except TooManyRequests as error:
+            error.frame_code = "rate_limited"
+            raise
+        self._budget.charge(owner_id, size)
 
     def _write(self, name, data):
         """

@@ -58,7 +58,8 @@ def build_parts(config, database, reactor, events=None):
     messages = MessageStore(database)
     files = FileStore(
         os.path.join(config.server.data_dir, "files"),
-        FileRecordStore(database), config.files.max_upload_bytes, reactor)
+        FileRecordStore(database), config.files.max_upload_bytes, reactor,
+        config.files.upload_bytes_per_hour)
     secret = load_token_secret(config.auth.token_secret, config.server.data_dir)
     tokens = TokenService(database, secret, config.auth.token_lifetime, reactor)
     passwords = PasswordHasher(reactor, log2_n=config.auth.scrypt_log2_n)

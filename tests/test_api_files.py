@@ -96,6 +96,25 @@ class UploadTests(unittest.TestCase):
         return await self.client.call("POST", "/file", token=token or self.token,
                                       data=body, headers=headers)
 
+    async def test_upload_budget(self):
+        """
+        Avatars count against the same per-user budget of bytes as
+        attachments: past it an upload gets 429 with Retry-After, and
+        another user is not affected.
+        """
+        await self._setup(files_upload_bytes_per_hour=4 * len(PNG) * 2)
+        for _ in range(2):
+            code, _ = await self.upload(self.alice["uuid"], PNG)
+            self.assertEqual(code, 200)
+        body, headers = multipart([("uuid", self.alice["uuid"])], [("file", "me.png", PNG)])
+        response, raw = await self.client.request(
+            "POST", "/file", token=self.token, data=body, headers=headers)
+        self.assertEqual(response.code, 429)
+        self.assertTrue(json.loads(raw)["msg"].startswith("too many bytes of files"))
+        self.assertTrue(response.headers.getRawHeaders("retry-after"))
+        code, _ = await self.upload(self.bob["uuid"], PNG, token=self.bob_token)
+        self.assertEqual(code, 200)
+
     async def test_too_many_parts(self):
         """
         A form of more parts than an upload has is refused before it is

@@ -355,7 +355,7 @@ class ChatTests(WebSocketTestCase):
         the bucket refills. Attachments have a budget of bytes too.
         """
         await self.start(websocket_messages_per_second=1.0, websocket_messages_burst=3,
-                         websocket_attachment_bytes_per_hour=4 * len(PNG) * 3)
+                         files_upload_bytes_per_hour=4 * len(PNG) * 3)
         first, second = await self.connect(self.alice), await self.connect(self.alice)
         for n, client in enumerate((first, second, first)):
             client.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
@@ -381,8 +381,37 @@ class ChatTests(WebSocketTestCase):
                    clientMsgId="f4")
         error = await first.next_of("error")
         self.assertEqual(error.errorCode, "rate_limited")
-        self.assertTrue(error.content.startswith("too many bytes of attachments"), error)
+        self.assertTrue(error.content.startswith("too many bytes of files"), error)
         self.assertEqual(await self.stored_count(), 6)
+
+    async def test_only_messages_stored_count_against_the_limit(self):
+        """
+        A message refused for another reason, or a resend of one already
+        stored, takes nothing from the sender's allowance; nor does a file
+        refused as too large from the byte budget.
+        """
+        await self.start(websocket_messages_per_second=0.001, websocket_messages_burst=2,
+                         files_upload_bytes_per_hour=4 * len(PNG) * 2,
+                         files_max_upload_bytes=len(PNG))
+        alice = await self.connect(self.alice)
+        for n in range(3):
+            alice.send(to=self.carol.uuid, content="hi", contentType=1, messageType=1,
+                       clientMsgId=f"x{n}")
+            self.assertEqual((await alice.next_of("error")).errorCode, "not_friend")
+        alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG + b"!",
+                   clientMsgId="big")
+        self.assertEqual((await alice.next_of("error")).errorCode, "too_large")
+        for _ in range(3):
+            alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG,
+                       clientMsgId="same")
+            await alice.next_of("ack")
+        alice.send(to=self.bob.uuid, contentType=3, messageType=1, file=PNG,
+                   clientMsgId="second")
+        await alice.next_of("ack")
+        alice.send(to=self.bob.uuid, content="third", contentType=1, messageType=1,
+                   clientMsgId="third")
+        self.assertEqual((await alice.next_of("error")).errorCode, "rate_limited")
+        self.assertEqual(await self.stored_count(), 2)
 
     async def test_admin_broadcast(self):
         await self.start()

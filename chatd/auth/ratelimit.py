@@ -74,14 +74,14 @@ class RateLimiter:
             self._pruned = now
             self._prune(now)
 
-    def refund(self, key):
+    def refund(self, key, amount=1):
         """
-        Give back a token taken by L{charge} for an attempt that turned out
-        not to count (e.g. a successful login).
+        Give back C{amount} tokens taken by L{charge} for an attempt that
+        turned out not to count (e.g. a successful login).
         """
         if key in self._buckets:
             now = self._clock.seconds()
-            self._buckets[key] = (min(self._burst, self._level(key, now) + 1), now)
+            self._buckets[key] = (min(self._burst, self._level(key, now) + amount), now)
 
     def _prune(self, now):
         full = [key for key in self._buckets

@@ -95,10 +95,6 @@ class Messaging:
         self._message_limit = (
             RateLimiter(clock, config.messages_burst, config.messages_per_second * 3600,
                         "messages") if config.messages_per_second else None)
-        per_hour = config.attachment_bytes_per_hour
-        self._attachment_limit = (
-            RateLimiter(clock, per_hour / 4, per_hour, "bytes of attachments")
-            if per_hour else None)
         # Each connection with a frame being prepared: a Deferred firing
         # once that frame is handed to the writer (the entry goes then).
         self._tails = {}
@@ -139,7 +135,6 @@ class Messaging:
         if not frame.to:
             return ensureDeferred(self.broadcast(connection, frame))
         try:
-            self._charge(self._message_limit, connection.user.id)
             # Nothing of this connection's being prepared: a text message
             # whose routing facts are cached is stored at once.
             prepared = (None if connection in self._tails
@@ -173,47 +168,59 @@ class Messaging:
         await stored
 
     def _store(self, connection, frame, prepared):
-        d = self._writer.submit(prepared.record)
-        d.addCallback(self._stored, connection, frame, prepared)
-        if prepared.saved_file:
-            d.addErrback(self._not_stored, prepared.saved_file)
+        # Charged once the message passed every other check.
+        try:
+            self._charge(connection.user.id)
+        except ChatError as error:
+            d = fail(error)
+        else:
+            d = self._writer.submit(prepared.record)
+            d.addCallback(self._stored, connection, frame, prepared)
+        if prepared.saved_file is not None:
+            d.addErrback(self._not_stored, connection.user.id, prepared.saved_file)
         return d
 
     def _stored(self, stored, connection, frame, prepared):
         if not stored.duplicate:
             self._deliver(connection, prepared, stored)
-        elif prepared.saved_file:
-            # A resend: the message stored first has its own copy.
-            self._discard(prepared.saved_file)
+        else:
+            # A resend stores nothing: it costs nothing, and the message
+            # stored first has its own copy of the attachment.
+            if self._message_limit is not None:
+                self._message_limit.refund(connection.user.id)
+            if prepared.saved_file is not None:
+                self._discard(connection.user.id, prepared.saved_file)
         connection.send_frame(frames.ack_frame(
             frame.clientMsgId, stored.id, stored.created_at, frame.to,
             prepared.record.message_type))
 
-    @staticmethod
-    def _charge(limit, user_id, amount=1):
+    def _charge(self, user_id):
         """
-        Take C{amount} from the user's bucket of C{limit} (if any).
+        Take a message from the user's allowance (if limited).
 
-        @raise ChatError: the bucket has not that much left (rate_limited).
+        @raise ChatError: none is left (rate_limited).
         """
+        limit = self._message_limit
         if limit is None:
             return
         try:
-            limit.check(user_id, amount)
+            limit.check(user_id)
         except TooManyRequests as error:
             error.frame_code = "rate_limited"
             raise
-        limit.charge(user_id, amount)
+        limit.charge(user_id)
 
-    def _not_stored(self, failure, saved_file):
-        self._discard(saved_file)
+    def _not_stored(self, failure, owner_id, saved_file):
+        self._discard(owner_id, saved_file)
         return failure
 
-    def _discard(self, name):
+    def _discard(self, owner_id, saved_file):
         """
         Delete a file saved for a message that did not store it, unless
-        something uses it.
+        something uses it, and give its bytes back to the owner's budget.
         """
+        self._files.refund(owner_id, saved_file.size)
+        name = saved_file.name
         d = ensureDeferred(self._files.discard_if_unused(name))
         d.addErrback(lambda failure: log.failure(
             "Discarding the unused file {name} failed", failure, name=name))
@@ -268,8 +275,7 @@ class Messaging:
         content_type, content, url, saved = await self._content(user, frame)
         prepared = self._prepared(user, frame, message_type, addressee,
                                   content_type, content, url)
-        if saved:
-            prepared.saved_file = url
+        prepared.saved_file = saved
         return prepared
 
     def _prepared(self, user, frame, message_type, addressee, content_type,
@@ -307,7 +313,7 @@ class Messaging:
     async def _content(self, user, frame):
         """
         The contentType, content and url to store, attachments saved, and
-        whether the url names a file saved here.
+        the L{chatd.files.StoredFile} saved here for the url (or None).
         """
         content_type, content, url = frame.contentType, frame.content, frame.url
         if content_type == frames.FILE and not frame.file and ";base64," in content[:512]:
@@ -316,21 +322,19 @@ class Messaging:
                 raise refuse(PayloadTooLarge, "the file is larger than"
                              f" {self._files.max_bytes} bytes", "too_large")
             data, _ = frames.decode_data_url(content)
-            self._charge(self._attachment_limit, user.id, len(data))
             stored = await self._files.save(user.id, data, frame.fileSuffix)
-            return frames.FILE, "", stored.name, True
+            return frames.FILE, "", stored.name, stored
         self._check_length(content)
         if frame.file:
-            self._charge(self._attachment_limit, user.id, len(frame.file))
             stored = await self._files.save(user.id, frame.file, frame.fileSuffix)
-            return frames.content_type_for(stored.media_type), "", stored.name, True
+            return frames.content_type_for(stored.media_type), "", stored.name, stored
         if content_type == frames.TEXT:
-            return content_type, self._text(frame), "", False
+            return content_type, self._text(frame), "", None
         if not url:
             raise refuse(BadRequest, "an attachment needs file bytes, a data"
                          " URL or the url of a stored file", "no_attachment")
         await self._files.find(url)
-        return content_type, content, url, False
+        return content_type, content, url, None
 
     def _deliver(self, connection, prepared, stored):
         record = prepared.record
@@ -423,8 +427,8 @@ class Messaging:
 
 
 class _Prepared:
-    # The name of an attachment saved for this message, if any.
-    saved_file = ""
+    # The attachment saved for this message (a StoredFile), if any.
+    saved_file = None
 
     def __init__(self, record, recipients, group_uuid, to, recipient_username):
         self.record = record
