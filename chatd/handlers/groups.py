@@ -133,11 +133,7 @@ class Groups:
         Remove a member (the owner only; not the owner themself).
         """
         group = await self._get_as_owner(identity, group_uuid)
-        if not user_uuid or not isinstance(user_uuid, str):
-            raise BadRequest("userUuid: required")
-        user = await self._users.get_by_uuid(user_uuid)
-        if user is None:
-            raise NotFound("no such user")
+        user = await self._named_user(user_uuid)
         if user.id == group.owner_id:
             raise BadRequest("userUuid: the owner cannot be removed")
         if not await self._groups.remove(group.id, user.id, now_ms(self._clock)):
@@ -150,13 +146,20 @@ class Groups:
         Let a user the owner removed join again (the owner only).
         """
         group = await self._get_as_owner(identity, group_uuid)
+        user = await self._named_user(user_uuid)
+        if not await self._groups.lift_removal(group.id, user.id):
+            raise NotFound("that user was not removed from this group")
+
+    async def _named_user(self, user_uuid):
+        """
+        The user C{user_uuid} names (the owner's powers act on one).
+        """
         if not user_uuid or not isinstance(user_uuid, str):
             raise BadRequest("userUuid: required")
         user = await self._users.get_by_uuid(user_uuid)
         if user is None:
             raise NotFound("no such user")
-        if not await self._groups.lift_removal(group.id, user.id):
-            raise NotFound("that user was not removed from this group")
+        return user
 
     async def delete(self, identity, group_uuid):
         """
