@@ -946,9 +946,9 @@ class RestartTests(WebSocketTestCase):
         """
         await self.start()
         alice = await self.connect(self.alice)
-        # Fewer frames than websocket.max_pending_frames (64): a burst past
-        # it can stall a connection on MariaDB, a bug found and not fixed
-        # yet (the closing note of session 9 has its reproduction).
+        # A short burst: one of 200 frames can stall a connection on
+        # MariaDB, a bug found and not fixed yet (the closing note of
+        # session 9 has its reproduction).
         for n in range(60):
             alice.send(to=self.bob.uuid, content=f"m{n}", contentType=1,
                        messageType=1, clientMsgId=f"c{n}")
