@@ -92,6 +92,7 @@ class Messaging:
         self._messages = messages
         self._files = files
         self._config = config
+        self._clock = clock
         self._message_limit = (
             RateLimiter(clock, config.messages_burst, config.messages_per_second * 3600,
                         "messages") if config.messages_per_second else None)
@@ -164,7 +165,11 @@ class Messaging:
         finally:
             if self._tails.get(connection) is mine:
                 del self._tails[connection]
-            mine.callback(None)
+            # In the next turn: the frames waiting on one another would
+            # otherwise resume each other inside one call stack, one level
+            # per frame, until a long burst passes the recursion limit
+            # and its chain stops.
+            self._clock.callLater(0, mine.callback, None)
         await stored
 
     def _store(self, connection, frame, prepared):
