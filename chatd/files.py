@@ -19,7 +19,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from chatd.auth.ratelimit import RateLimiter
-from chatd.errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests
+from chatd.errors import BadRequest, NotFound, PayloadTooLarge
 from chatd.stores import now_ms
 
 log = Logger()
@@ -241,7 +241,8 @@ class FileStore:
                 f"the file is larger than {self.max_bytes} bytes")
         if not data:
             raise BadRequest("file: the file is empty")
-        self._charge(owner_id, len(data))
+        if self._budget is not None and owner_id is not None:
+            self._budget.take(owner_id, len(data), frame_code="rate_limited")
         media_type, extension = sniff(data, suffix_hint)
         name = f"{uuid_module.uuid4().hex}.{extension}"
         try:
@@ -262,16 +263,6 @@ class FileStore:
         """
         if self._budget is not None and owner_id is not None:
             self._budget.refund(owner_id, size)
-
-    def _charge(self, owner_id, size):
-        if self._budget is None or owner_id is None:
-            return
-        try:
-            self._budget.check(owner_id, size)
-        except TooManyRequests as error:
-            error.frame_code = "rate_limited"
-            raise
-        self._budget.charge(owner_id, size)
 
     def _write(self, name, data):
         """

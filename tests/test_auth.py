@@ -84,6 +84,14 @@ class RateLimiterTests(unittest.TestCase):
         limiter.charge("a", 600)
         self.assertEqual(limiter.retry_after("a", 5000), 1000)
 
+    def test_take_checks_then_charges(self):
+        limiter = RateLimiter(Clock(), burst=2, per_hour=0)
+        limiter.take("a")
+        limiter.take("a")
+        error = self.assertRaises(TooManyRequests, limiter.take, "a", frame_code="slow")
+        self.assertEqual(error.frame_code, "slow")
+        self.assertEqual(limiter.retry_after("a"), 3600)
+
     def test_refund(self):
         clock = Clock()
         limiter = RateLimiter(clock, burst=1, per_hour=0)

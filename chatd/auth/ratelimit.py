@@ -74,6 +74,21 @@ class RateLimiter:
             self._pruned = now
             self._prune(now)
 
+    def take(self, key, amount=1, frame_code=None):
+        """
+        L{check} then L{charge}: for callers that count every attempt.
+
+        @param frame_code: the error frame code the refusal carries.
+        @raise TooManyRequests: C{key} has fewer than C{amount} tokens left.
+        """
+        try:
+            self.check(key, amount)
+        except TooManyRequests as error:
+            if frame_code is not None:
+                error.frame_code = frame_code
+            raise
+        self.charge(key, amount)
+
     def refund(self, key, amount=1):
         """
         Give back C{amount} tokens taken by L{charge} for an attempt that

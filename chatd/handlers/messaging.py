@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.logger import Logger
 
 from chatd.auth.ratelimit import RateLimiter
-from chatd.errors import BadRequest, ChatError, Forbidden, PayloadTooLarge, TooManyRequests
+from chatd.errors import BadRequest, ChatError, Forbidden, PayloadTooLarge
 from chatd.handlers import addressing
 from chatd.protocol import frames
 from chatd.protocol.frames import Message, refuse
@@ -175,7 +175,8 @@ class Messaging:
     def _store(self, connection, frame, prepared):
         # Charged once the message passed every other check.
         try:
-            self._charge(connection.user.id)
+            if self._message_limit is not None:
+                self._message_limit.take(connection.user.id, frame_code="rate_limited")
         except ChatError as error:
             d = fail(error)
         else:
@@ -198,22 +199,6 @@ class Messaging:
         connection.send_frame(frames.ack_frame(
             frame.clientMsgId, stored.id, stored.created_at, frame.to,
             prepared.record.message_type))
-
-    def _charge(self, user_id):
-        """
-        Take a message from the user's allowance (if limited).
-
-        @raise ChatError: none is left (rate_limited).
-        """
-        limit = self._message_limit
-        if limit is None:
-            return
-        try:
-            limit.check(user_id)
-        except TooManyRequests as error:
-            error.frame_code = "rate_limited"
-            raise
-        limit.charge(user_id)
 
     def _not_stored(self, failure, owner_id, saved_file):
         self._discard(owner_id, saved_file)
